@@ -1,0 +1,3 @@
+from dissector.cli.main import main
+
+main()

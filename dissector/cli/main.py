@@ -1,0 +1,236 @@
+"""The ``particle-dissect`` command line.
+
+Exit status: 0 when the capture was read (findings are output, not failures); 2 with
+a one-line error for an unreadable capture or key file, or bad usage; 1 with
+``--fail-on SEVERITY`` when findings of at least that severity occurred.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+import click
+
+from dissector import __version__
+from dissector.model import Severity
+
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"particle-dissect: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _colour_wanted(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="particle-dissect")
+def main() -> None:
+    """See inside Particle (Spark) device-to-cloud traffic."""
+
+
+def build_keyring(
+    keys: tuple[str, ...],
+    server_keys: tuple[str, ...],
+    device_keys: tuple[str, ...],
+    keylogs: tuple[str, ...],
+) -> Any:
+    """Load every key source named on the command line into a fresh KeyRing."""
+    from dissector.keys import KeyFileError, KeyRing
+
+    ring = KeyRing()
+    try:
+        for path in keys:
+            if not os.path.exists(path):
+                raise KeyFileError(f"{path}: no such file or directory")
+            ring.load(path)
+        for path in server_keys:
+            ring.load(path, role="server")
+        for path in device_keys:
+            ring.load(path, role="device")
+        for path in keylogs:
+            ring.load(path, role="keylog")
+    except KeyFileError as exc:
+        _fail(str(exc))
+    return ring
+
+
+def _progress(items: Iterator[Any], enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield from items
+        return
+    last = time.monotonic()
+    for count, item in enumerate(items, 1):
+        if count & 1023 == 0:
+            now = time.monotonic()
+            if now - last > 0.5:
+                last = now
+                click.echo(f"\r{count} packets…", err=True, nl=False)
+        yield item
+    click.echo("\r" + " " * 30 + "\r", err=True, nl=False)
+
+
+@main.command()
+@click.argument("captures", nargs=-1, required=True)
+@click.option(
+    "--keys",
+    "keys",
+    multiple=True,
+    metavar="PATH",
+    help="Key file or directory, recognised by content (repeatable).",
+)
+@click.option(
+    "--server-key",
+    "server_keys",
+    multiple=True,
+    metavar="FILE",
+    help="Cloud RSA private key (PEM/DER): unwraps the identity message.",
+)
+@click.option(
+    "--device-key",
+    "device_keys",
+    multiple=True,
+    metavar="FILE",
+    help="Device RSA private key (PEM/DER, slot dumps ok): decrypts frames.",
+)
+@click.option(
+    "--keylog",
+    "keylogs",
+    multiple=True,
+    metavar="FILE",
+    help="Session key log (PARTICLE_TCP lines; NSS CLIENT_RANDOM lines).",
+)
+@click.option(
+    "--write-keylog",
+    metavar="FILE",
+    help="Append a PARTICLE_TCP line for every session whose key was recovered.",
+)
+@click.option(
+    "--port",
+    "ports",
+    multiple=True,
+    type=int,
+    metavar="N",
+    help="TCP port of the cloud (default 5683; repeatable).",
+)
+@click.option("--device", "device_filter", metavar="ID", help="Only records of this device ID.")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    metavar="K",
+    help="Only messages of this kind (repeatable, e.g. Hello, PrivateEvent).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "ndjson", "csv", "markdown"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["info", "warning", "error"]),
+    help="Exit 1 when findings of at least this severity occurred.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write records to FILE instead of stdout.",
+)
+def dissect(
+    captures: tuple[str, ...],
+    keys: tuple[str, ...],
+    server_keys: tuple[str, ...],
+    device_keys: tuple[str, ...],
+    keylogs: tuple[str, ...],
+    write_keylog: str | None,
+    ports: tuple[int, ...],
+    device_filter: str | None,
+    kinds: tuple[str, ...],
+    fmt: str,
+    fail_on: str | None,
+    output: str | None,
+) -> None:
+    """Decode (and with keys, decrypt) every Particle message in CAPTURES.
+
+    Several captures, '-' for stdin and .gz files are read as one time-ordered capture.
+    """
+    from dissector.capture.reader import CaptureFormatError, CaptureReader
+    from dissector.keys import KeyLogWriter
+    from dissector.output.records import to_record
+    from dissector.output.writers import make_writer
+    from dissector.pipeline import DEFAULT_TCP_PORTS, Dissector
+    from dissector.protocol.events import FindingEvent, SessionKeys
+
+    ring = build_keyring(keys, server_keys, device_keys, keylogs)
+    out: TextIO
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    writer = make_writer(fmt, out, colour=_colour_wanted(out))
+    keylog_writer = KeyLogWriter(write_keylog) if write_keylog else None
+    dissector = Dissector(ring, tcp_ports=ports or DEFAULT_TCP_PORTS)
+    wanted_kinds = {k.lower() for k in kinds}
+    wanted_device = device_filter.lower() if device_filter else None
+    threshold = Severity(fail_on).rank if fail_on else None
+    tripped = False
+    try:
+        reader = CaptureReader(list(captures))
+        items = _progress(iter(reader), sys.stderr.isatty() and fmt != "table")
+        for event in dissector.run(items):
+            if isinstance(event, SessionKeys):
+                if keylog_writer is not None:
+                    keylog_writer.write_tcp_session(event.lookup, event.secret)
+                continue
+            if (
+                threshold is not None
+                and isinstance(event, FindingEvent)
+                and event.finding.severity.rank >= threshold
+            ):
+                tripped = True
+            rec = to_record(event)
+            if rec is None:
+                continue
+            if wanted_device and rec.get("device_id") not in (wanted_device,):
+                continue
+            if (
+                wanted_kinds
+                and rec["record"] == "message"
+                and rec["kind"].lower() not in wanted_kinds
+            ):
+                continue
+            writer.write(rec)
+        skipped = getattr(ring, "skipped", None)
+        if skipped:
+            names = ", ".join(str(getattr(s, "path", s)) for s in skipped[:10])
+            more = f" (+{len(skipped) - 10} more)" if len(skipped) > 10 else ""
+            click.echo(
+                f"note: {len(skipped)} files under --keys were not keys: {names}{more}", err=True
+            )
+    except CaptureFormatError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}")
+    finally:
+        writer.close()
+        if keylog_writer is not None:
+            keylog_writer.close()
+        if output:
+            out.close()
+    if tripped:
+        sys.exit(EXIT_FINDINGS)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

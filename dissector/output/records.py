@@ -1,0 +1,177 @@
+"""Turn pipeline events into the stable record schema (NDJSON/JSON/CSV/table rows).
+
+Schema version 1. Every record is a JSON object with ``record`` (``message``,
+``handshake``, ``session``, ``finding``) and ``schema_version``. Byte strings are lower
+case hex (``""`` when empty, never null). See README "NDJSON schema".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dissector.coap import CoapMessage
+from dissector.coap.options import option_value_repr
+from dissector.pipeline import PipelineEvent, SessionEnded, SessionStarted
+from dissector.protocol.events import FindingEvent, HandshakeBlob, MessageEvent, SessionKeys
+from dissector.protocol.session import TCP_CHECKS, SessionInfo
+
+SCHEMA_VERSION = 1
+_TYPES = ("CON", "NON", "ACK", "RST")
+
+
+def coap_record(msg: CoapMessage) -> dict[str, Any]:
+    """The ``coap`` object of a message record."""
+    return {
+        "type": _TYPES[msg.type],
+        "code": f"{msg.code >> 5}.{msg.code & 0x1F:02d}",
+        "mid": msg.mid,
+        "token": msg.token.hex(),
+        "uri": msg.uri,
+        "options": [
+            {"number": o.number, "name": o.name, "value": option_value_repr(o.number, o.value)}
+            for o in msg.options
+        ],
+        "payload": msg.payload.hex(),
+    }
+
+
+def message_record(ev: MessageEvent, transport: str = "tcp") -> dict[str, Any]:
+    """One ``message`` record: a CoAP message, or an encrypted frame and why."""
+    rec: dict[str, Any] = {
+        "record": "message",
+        "schema_version": SCHEMA_VERSION,
+        "session": ev.session,
+        "transport": transport,
+        "direction": ev.direction.value,
+        "ts": ev.ts,
+        "device_id": ev.device_id or None,
+        "length": ev.wire_length,
+    }
+    obs = ev.observation
+    if ev.coap is not None:
+        rec["kind"] = obs.kind if obs is not None else "Unknown"
+        rec["coap"] = coap_record(ev.coap)
+        if ev.coap.violations:
+            rec["violations"] = list(ev.coap.violations)
+        if obs is not None:
+            if obs.decoded is not None:
+                rec["decoded"] = obs.decoded
+            if obs.request is not None:
+                rec["request"] = _request_ref(obs.request)
+            if obs.latency is not None:
+                rec["latency"] = obs.latency
+        rec["retransmission"] = ev.retransmission
+    else:
+        enc = ev.encrypted
+        rec["kind"] = "Encrypted"
+        rec["coap"] = None
+        rec["encrypted"] = {
+            "length": enc.length if enc else ev.wire_length,
+            "reason": enc.reason if enc else "unknown",
+            "known_plaintext": (
+                enc.known_plaintext.hex() if enc and enc.known_plaintext is not None else None
+            ),
+            "known_offset": enc.known_offset if enc else 0,
+        }
+    return rec
+
+
+def _request_ref(req: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("kind", "ts", "mid", "token"):
+        value = getattr(req, name, None)
+        if isinstance(value, bytes):
+            value = value.hex()
+        out[name] = value
+    return out
+
+
+def handshake_record(ev: HandshakeBlob, transport: str = "tcp") -> dict[str, Any]:
+    """One ``handshake`` record (a TCP handshake blob)."""
+    info = {k: v for k, v in ev.info.items()}
+    return {
+        "record": "handshake",
+        "schema_version": SCHEMA_VERSION,
+        "session": ev.session,
+        "transport": transport,
+        "direction": ev.direction.value,
+        "ts": ev.ts,
+        "device_id": ev.device_id or info.get("device_id") or None,
+        "step": ev.step,
+        "length": len(ev.raw),
+        "data": ev.raw.hex(),
+        "info": info,
+    }
+
+
+def session_record(info: SessionInfo) -> dict[str, Any]:
+    """One ``session`` record: the summary of a whole session."""
+
+    def endpoint(ep: tuple[str, int] | None) -> dict[str, Any] | None:
+        return None if ep is None else {"ip": ep[0], "port": ep[1]}
+
+    return {
+        "record": "session",
+        "schema_version": SCHEMA_VERSION,
+        "session": info.id,
+        "transport": info.transport,
+        "device_id": info.device_id or None,
+        "device_id_source": info.device_id_source,
+        "device": endpoint(info.device_endpoint),
+        "cloud": endpoint(info.cloud_endpoint),
+        "start": info.start,
+        "end": info.end,
+        "duration": (info.end - info.start) if info.start is not None and info.end else None,
+        "outcome": info.outcome,
+        "closed_by": info.closed_by,
+        "handshake_seen": info.handshake_seen,
+        "key_source": info.key_source,
+        "salt_convention": info.salt_convention,
+        "hello": info.hello,
+        "cloud_hello": info.cloud_hello,
+        "handshake": [
+            {
+                "check": key,
+                "label": label,
+                "status": info.checks[key].status.value,
+                "detail": info.checks[key].detail,
+            }
+            for key, label in TCP_CHECKS
+            if key in info.checks
+        ],
+        "stats": {
+            d.value: {"bytes": s.bytes, "messages": s.messages, "decrypted": s.decrypted}
+            for d, s in info.stats.items()
+        },
+    }
+
+
+def finding_record(ev: FindingEvent) -> dict[str, Any]:
+    """One ``finding`` record."""
+    f = ev.finding
+    return {
+        "record": "finding",
+        "schema_version": SCHEMA_VERSION,
+        "session": f.session,
+        "severity": f.severity.value,
+        "code": f.code,
+        "message": f.message,
+        "ts": f.ts,
+        "direction": f.direction.value if f.direction else None,
+        "details": f.details,
+    }
+
+
+def to_record(ev: PipelineEvent) -> dict[str, Any] | None:
+    """Any pipeline event as a record, or None for events that have no record."""
+    if isinstance(ev, MessageEvent):
+        return message_record(ev)
+    if isinstance(ev, HandshakeBlob):
+        return handshake_record(ev)
+    if isinstance(ev, FindingEvent):
+        return finding_record(ev)
+    if isinstance(ev, SessionEnded):
+        return session_record(ev.info)
+    if isinstance(ev, SessionStarted | SessionKeys):
+        return None
+    return None

@@ -1,0 +1,298 @@
+"""Record writers for ``particle-dissect dissect --format``.
+
+``ndjson`` and ``csv`` stream (one line per record as it comes); ``json``, ``table``
+and ``markdown`` collect and print at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any, TextIO
+
+from tabulate import tabulate
+
+from dissector.output.text import markdown_text, payload_preview, safe_text
+
+FORMATS = ("table", "json", "ndjson", "csv", "markdown")
+
+_COLUMNS = ("time", "session", "dir", "kind", "type", "code", "mid", "token", "uri", "summary")
+_SEVERITY_COLOUR = {"error": "red", "warning": "yellow", "info": "blue"}
+
+
+def _compact(value: Any, limit: int = 60) -> str:
+    if isinstance(value, dict):
+        parts = []
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                item = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+            parts.append(f"{key}={item}")
+        text = " ".join(parts)
+    elif isinstance(value, list):
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = str(value)
+    return safe_text(text, limit)
+
+
+def summary_of(rec: dict[str, Any]) -> str:
+    """A one-line human summary of a message or handshake record."""
+    if rec["record"] == "handshake":
+        info = rec.get("info") or {}
+        bits = [f"{rec['length']} bytes"]
+        for key in ("device_id", "decrypted_with", "nonce_echo_ok", "signature_valid"):
+            if key in info:
+                bits.append(f"{key}={info[key]}")
+        return safe_text(" ".join(bits), 90)
+    if rec.get("coap") is None:
+        enc = rec.get("encrypted") or {}
+        return safe_text(f"[{enc.get('length')} B encrypted] {enc.get('reason', '')}", 90)
+    decoded = rec.get("decoded")
+    if decoded:
+        text = _compact(decoded, 70)
+    else:
+        text = payload_preview(bytes.fromhex(rec["coap"]["payload"]))
+    if "latency" in rec and rec["latency"] is not None:
+        text = f"{text} ({rec['latency'] * 1000:.1f} ms)"
+    return text
+
+
+def _row(rec: dict[str, Any], t0: float | None) -> list[str]:
+    ts = rec.get("ts")
+    rel = f"{ts - t0:.3f}" if ts is not None and t0 is not None else ""
+    direction = "D->C" if rec.get("direction") == "device->cloud" else "C->D"
+    if rec["record"] == "handshake":
+        return [
+            rel,
+            rec["session"],
+            direction,
+            f"handshake:{rec['step']}",
+            "",
+            "",
+            "",
+            "",
+            "",
+            summary_of(rec),
+        ]
+    coap = rec.get("coap") or {}
+    return [
+        rel,
+        rec["session"],
+        direction,
+        safe_text(rec.get("kind")),
+        coap.get("type", ""),
+        coap.get("code", ""),
+        str(coap.get("mid", "")),
+        coap.get("token", ""),
+        safe_text(coap.get("uri", ""), 40),
+        summary_of(rec),
+    ]
+
+
+class Writer:
+    """Base writer: ``write(record)`` for each record, then ``close()``."""
+
+    def __init__(self, out: TextIO, *, colour: bool = False) -> None:
+        self.out = out
+        self.colour = colour
+
+    def write(self, rec: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Print anything collected."""
+
+
+class NdjsonWriter(Writer):
+    """One JSON object per line, flushed per line."""
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self.out.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+        self.out.write("\n")
+
+
+class JsonWriter(Writer):
+    """One JSON document: ``{"schema_version": 1, "records": [...]}``."""
+
+    def __init__(self, out: TextIO, *, colour: bool = False) -> None:
+        super().__init__(out, colour=colour)
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self.records.append(rec)
+
+    def close(self) -> None:
+        json.dump({"schema_version": 1, "records": self.records}, self.out, indent=1)
+        self.out.write("\n")
+
+
+class CsvWriter(Writer):
+    """Messages and handshake blobs as CSV rows (findings and sessions as rows too)."""
+
+    def __init__(self, out: TextIO, *, colour: bool = False) -> None:
+        super().__init__(out, colour=colour)
+        self._csv = csv.writer(out)
+        self._csv.writerow(("record", "ts", *_COLUMNS[1:], "device_id", "length"))
+
+    def write(self, rec: dict[str, Any]) -> None:
+        kind = rec["record"]
+        if kind in ("message", "handshake"):
+            row = _row(rec, None)
+            self._csv.writerow(
+                [kind, rec.get("ts"), *row[1:], rec.get("device_id") or "", rec.get("length")]
+            )
+        elif kind == "finding":
+            self._csv.writerow(
+                [
+                    kind,
+                    rec.get("ts"),
+                    rec.get("session") or "",
+                    "",
+                    rec["severity"],
+                    "",
+                    "",
+                    "",
+                    "",
+                    rec["code"],
+                    safe_text(rec["message"]),
+                    "",
+                    "",
+                ]
+            )
+        elif kind == "session":
+            self._csv.writerow(
+                [
+                    kind,
+                    rec.get("start"),
+                    rec["session"],
+                    "",
+                    rec["outcome"],
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    safe_text(rec.get("key_source") or ""),
+                    rec.get("device_id") or "",
+                    "",
+                ]
+            )
+
+
+class TableWriter(Writer):
+    """Human tables: messages, then sessions, then findings."""
+
+    def __init__(self, out: TextIO, *, colour: bool = False, markdown: bool = False) -> None:
+        super().__init__(out, colour=colour and not markdown)
+        self.markdown = markdown
+        self.rows: list[list[str]] = []
+        self.sessions: list[dict[str, Any]] = []
+        self.findings: list[dict[str, Any]] = []
+        self.t0: float | None = None
+
+    def write(self, rec: dict[str, Any]) -> None:
+        kind = rec["record"]
+        if kind in ("message", "handshake"):
+            if self.t0 is None and rec.get("ts") is not None:
+                self.t0 = rec["ts"]
+            self.rows.append(_row(rec, self.t0))
+        elif kind == "session":
+            self.sessions.append(rec)
+        elif kind == "finding":
+            self.findings.append(rec)
+
+    def _cell(self, value: Any) -> str:
+        return markdown_text(value) if self.markdown else safe_text(value)
+
+    def _table(
+        self, rows: list[list[Any]], headers: tuple[str, ...] | list[str], *, escape: bool = True
+    ) -> str:
+        fmt = "github" if self.markdown else "simple"
+        cleaned = [[self._cell(c) for c in row] for row in rows] if escape else rows
+        return tabulate(cleaned, headers=list(headers), tablefmt=fmt, disable_numparse=True)
+
+    def _style(self, text: str, colour: str) -> str:
+        if not self.colour:
+            return text
+        import click
+
+        return click.style(text, fg=colour)
+
+    def close(self) -> None:
+        out = self.out
+        heading = "### " if self.markdown else "== "
+        out.write(f"{heading}Messages ({len(self.rows)})\n\n")
+        if self.rows:
+            out.write(self._table(self.rows, _COLUMNS) + "\n\n")
+        if self.sessions:
+            out.write(f"{heading}Sessions ({len(self.sessions)})\n\n")
+            rows = []
+            for s in self.sessions:
+                stats = s["stats"]
+                failed = [c["check"] for c in s["handshake"] if c["status"] == "failed"]
+                rows.append(
+                    [
+                        s["session"],
+                        s.get("device_id") or "?",
+                        _endpoint(s.get("device")),
+                        _endpoint(s.get("cloud")),
+                        s["outcome"],
+                        s.get("key_source") or "none",
+                        f"{stats['device->cloud']['messages']}/{stats['cloud->device']['messages']}",
+                        ",".join(failed) or "-",
+                    ]
+                )
+            out.write(
+                self._table(
+                    rows,
+                    (
+                        "session",
+                        "device",
+                        "device addr",
+                        "cloud addr",
+                        "outcome",
+                        "key",
+                        "msgs D->C/C->D",
+                        "failed checks",
+                    ),
+                )
+                + "\n\n"
+            )
+        if self.findings:
+            out.write(f"{heading}Findings ({len(self.findings)})\n\n")
+            rows = []
+            for f in self.findings:
+                sev = f["severity"]
+                cells = [
+                    self._cell(sev),
+                    self._cell(f.get("session") or ""),
+                    self._cell(f["code"]),
+                    self._cell(safe_text(f["message"], None if self.markdown else 160)),
+                ]
+                cells[0] = self._style(cells[0], _SEVERITY_COLOUR.get(sev, "white"))
+                rows.append(cells)
+            out.write(
+                self._table(rows, ("severity", "session", "code", "message"), escape=False) + "\n"
+            )
+
+
+def _endpoint(ep: dict[str, Any] | None) -> str:
+    if not ep:
+        return ""
+    ip = ep["ip"]
+    return f"[{ip}]:{ep['port']}" if ":" in ip else f"{ip}:{ep['port']}"
+
+
+def make_writer(fmt: str, out: TextIO, *, colour: bool = False) -> Writer:
+    """The writer for ``--format fmt``."""
+    if fmt == "ndjson":
+        return NdjsonWriter(out)
+    if fmt == "json":
+        return JsonWriter(out)
+    if fmt == "csv":
+        return CsvWriter(out)
+    if fmt == "markdown":
+        return TableWriter(out, markdown=True)
+    if fmt == "table":
+        return TableWriter(out, colour=colour)
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,295 @@
+"""From capture packets to protocol events: the straight line of the data path.
+
+``packets → link decode → TCP reassembly → TcpConnection (sans-IO) → events``
+
+:class:`Dissector` owns the per-capture state (reassembler, connections, key ring) and
+nothing global: two captures decoded in one process with different key rings never
+see each other's keys. It yields events in capture order: a message at the packet that
+completes its frame, ties in stream order. Connections that hold messages back (while
+they look for a session key or a frame boundary) delay the output just enough to keep
+that order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from dissector.capture.linklayer import LinkDecoder
+from dissector.capture.packets import RawPacket, TcpSegment
+from dissector.capture.tcp_reassembly import (
+    Connection,
+    ConnectionClosed,
+    ConnectionOpened,
+    StreamData,
+    StreamGap,
+    TcpReassembler,
+)
+from dissector.keys import KeyRing
+from dissector.model import Direction, Finding, Severity
+from dissector.protocol.events import Event, FindingEvent, SessionKeys
+from dissector.protocol.session import SessionInfo
+from dissector.protocol.tcp import TcpConnection
+
+DEFAULT_TCP_PORTS = frozenset({5683})
+
+
+@dataclass(slots=True)
+class SessionStarted:
+    """A new Particle session was recognised (its info fills in as it goes)."""
+
+    info: SessionInfo
+    ts: float
+
+
+@dataclass(slots=True)
+class SessionEnded:
+    """A session is over; ``info`` is final."""
+
+    info: SessionInfo
+    ts: float
+
+
+PipelineEvent = Event | SessionStarted | SessionEnded
+
+
+@dataclass(slots=True)
+class _Tracked:
+    conn: Connection
+    session: TcpConnection | None
+    cloud_side: int | None
+    pending: list[StreamData | StreamGap] = field(default_factory=list)
+
+
+class Dissector:
+    """Run captures through the protocol cores with one explicit key ring."""
+
+    def __init__(self, keyring: KeyRing, *, tcp_ports: Iterable[int] = DEFAULT_TCP_PORTS) -> None:
+        self.keyring = keyring
+        self.tcp_ports = frozenset(tcp_ports)
+        self.reassembler = TcpReassembler()
+        self.link = LinkDecoder()
+        self.sessions: list[SessionInfo] = []
+        self.packets = 0
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self._tracked: dict[int, _Tracked] = {}
+        self._holding: set[int] = set()
+        self._out: list[tuple[float, int, PipelineEvent]] = []
+        self._seq = 0
+        self._session_no = 0
+
+    # -- driving -----------------------------------------------------------------------
+
+    def run(self, items: Iterable[RawPacket | Finding]) -> Iterator[PipelineEvent]:
+        """Process a capture (packets and reader findings) and yield events in order."""
+        for item in items:
+            if isinstance(item, Finding):
+                yield from self._emit([FindingEvent(item)], item.ts or self.last_ts or 0.0)
+                continue
+            yield from self.feed_packet(item)
+        yield from self.finish()
+
+    def feed_packet(self, pkt: RawPacket) -> Iterator[PipelineEvent]:
+        """Process one captured packet."""
+        self.packets += 1
+        ts = pkt.ts
+        if self.first_ts is None:
+            self.first_ts = ts
+        self.last_ts = ts
+        unit = self.link.decode(pkt)
+        if unit is None or not isinstance(unit, TcpSegment):
+            return
+        if unit.src_port not in self.tcp_ports and unit.dst_port not in self.tcp_ports:
+            return
+        events: list[PipelineEvent] = []
+        for sev in self.reassembler.feed(unit):
+            events += self._on_stream_event(sev)
+        yield from self._emit(events, ts)
+
+    def finish(self) -> Iterator[PipelineEvent]:
+        """End of capture: close every connection and flush all output."""
+        ts = self.last_ts or 0.0
+        events: list[PipelineEvent] = []
+        for sev in self.reassembler.close_all(ts):
+            events += self._on_stream_event(sev)
+        for conn_id in list(self._tracked):
+            events += self._end(conn_id, ts)
+        events += self._link_findings(ts)
+        self._holding.clear()
+        yield from self._emit(events, ts)
+        yield from self._flush(None)
+
+    # -- connection handling -----------------------------------------------------------
+
+    def _on_stream_event(
+        self, sev: ConnectionOpened | StreamData | StreamGap | ConnectionClosed
+    ) -> list[PipelineEvent]:
+        conn = sev.conn
+        tracked = self._tracked.get(conn.id)
+        if isinstance(sev, ConnectionOpened):
+            if tracked is None:
+                tracked = self._track(conn, sev.ts, sev.syn_seen)
+            return [] if tracked.session is None else [SessionStarted(tracked.session.info, sev.ts)]
+        if tracked is None:
+            tracked = self._track(conn, sev.ts, conn.syn_seen)
+        events: list[PipelineEvent] = []
+        if tracked.session is None:
+            if isinstance(sev, StreamData | StreamGap):
+                tracked.pending.append(sev)
+                if isinstance(sev, StreamData):
+                    self._decide_roles(tracked, sev.side)
+                if tracked.session is not None:
+                    events.append(SessionStarted(tracked.session.info, sev.ts))
+                    pending, tracked.pending = tracked.pending, []
+                    for item in pending:
+                        events += self._deliver(tracked, item)
+            if isinstance(sev, ConnectionClosed):
+                return events + self._maybe_end(tracked, sev)
+            return events
+        if isinstance(sev, ConnectionClosed):
+            return self._maybe_end(tracked, sev)
+        return self._deliver(tracked, sev)
+
+    def _track(self, conn: Connection, ts: float, syn_seen: bool) -> _Tracked:
+        cloud_side = self._cloud_side(conn)
+        tracked = _Tracked(conn, None, cloud_side)
+        self._tracked[conn.id] = tracked
+        if cloud_side is not None:
+            self._start_session(tracked, syn_seen)
+        return tracked
+
+    def _cloud_side(self, conn: Connection) -> int | None:
+        a_port = conn.endpoints[0][1]
+        b_port = conn.endpoints[1][1]
+        a_is = a_port in self.tcp_ports
+        b_is = b_port in self.tcp_ports
+        if a_is and not b_is:
+            return 0
+        if b_is and not a_is:
+            return 1
+        if conn.syn_seen:
+            return 1  # the side that answered the SYN is the server
+        return None
+
+    def _decide_roles(self, tracked: _Tracked, first_side: int) -> None:
+        """Ambiguous ports and no SYN: the cloud speaks first (the 40-byte nonce)."""
+        tracked.cloud_side = first_side
+        self._start_session(tracked, tracked.conn.syn_seen)
+
+    def _start_session(self, tracked: _Tracked, syn_seen: bool) -> None:
+        self._session_no += 1
+        session_id = f"tcp-{self._session_no}"
+        conn = tracked.conn
+        session = TcpConnection(
+            session_id, self.keyring, handshake_expected=True if syn_seen else None
+        )
+        cloud = tracked.cloud_side if tracked.cloud_side is not None else 1
+        session.info.cloud_endpoint = conn.endpoints[cloud]
+        session.info.device_endpoint = conn.endpoints[1 - cloud]
+        tracked.session = session
+        self.sessions.append(session.info)
+
+    def _direction(self, tracked: _Tracked, side: int) -> Direction:
+        return (
+            Direction.CLOUD_TO_DEVICE if side == tracked.cloud_side else Direction.DEVICE_TO_CLOUD
+        )
+
+    def _deliver(self, tracked: _Tracked, sev: StreamData | StreamGap) -> list[PipelineEvent]:
+        session = tracked.session
+        assert session is not None
+        direction = self._direction(tracked, sev.side)
+        out: list[PipelineEvent]
+        if isinstance(sev, StreamData):
+            out = list(session.receive_data(direction, sev.data, sev.ts))
+        else:
+            out = list(session.receive_gap(direction, sev.nbytes, sev.ts))
+        if session.holding_since is not None:
+            self._holding.add(tracked.conn.id)
+        else:
+            self._holding.discard(tracked.conn.id)
+        return out
+
+    def _maybe_end(self, tracked: _Tracked, sev: ConnectionClosed) -> list[PipelineEvent]:
+        session = tracked.session
+        if session is None:
+            return []
+        direction = None if sev.side is None else self._direction(tracked, sev.side)
+        events: list[PipelineEvent] = list(session.receive_close(direction, sev.ts, sev.reason))
+        finished = sev.reason in ("rst", "timeout", "end_of_capture") or len(session._closed) == 2
+        if finished:
+            events += self._end(tracked.conn.id, sev.ts)
+        return events
+
+    def _end(self, conn_id: int, ts: float) -> list[PipelineEvent]:
+        tracked = self._tracked.pop(conn_id, None)
+        self._holding.discard(conn_id)
+        if tracked is None or tracked.session is None:
+            return []
+        session = tracked.session
+        events: list[PipelineEvent] = list(session.end(ts))
+        keys = session.session_keys()
+        if keys is not None:
+            events.append(keys)
+        events.append(SessionEnded(session.info, ts))
+        return events
+
+    def _link_findings(self, ts: float) -> list[PipelineEvent]:
+        stats = self.link.stats
+        out: list[PipelineEvent] = []
+        if stats.truncated:
+            out.append(
+                FindingEvent(
+                    Finding(
+                        Severity.WARNING,
+                        "capture.packets_truncated",
+                        f"{stats.truncated} packets were cut short by the capture's snap length "
+                        "and could not be decoded",
+                        ts,
+                        details={"count": stats.truncated},
+                    )
+                )
+            )
+        return out
+
+    # -- ordered output ----------------------------------------------------------------
+
+    def _emit(self, events: list[PipelineEvent], now: float) -> Iterator[PipelineEvent]:
+        if not events and not self._out:
+            return
+        if not self._holding and not self._out:
+            yield from events
+            return
+        for event in events:
+            self._seq += 1
+            heapq.heappush(self._out, (_event_ts(event, now), self._seq, event))
+        watermark: float | None = None
+        for conn_id in self._holding:
+            tracked = self._tracked.get(conn_id)
+            since = tracked.session.holding_since if tracked and tracked.session else None
+            if since is not None and (watermark is None or since < watermark):
+                watermark = since
+        yield from self._flush(watermark)
+
+    def _flush(self, watermark: float | None) -> Iterator[PipelineEvent]:
+        out = self._out
+        while out and (watermark is None or out[0][0] < watermark):
+            yield heapq.heappop(out)[2]
+
+
+def _event_ts(event: PipelineEvent, default: float) -> float:
+    ts = getattr(event, "ts", None)
+    if ts is None and isinstance(event, FindingEvent):
+        ts = event.finding.ts
+    return default if ts is None else float(ts)
+
+
+__all__ = [
+    "DEFAULT_TCP_PORTS",
+    "Dissector",
+    "PipelineEvent",
+    "SessionEnded",
+    "SessionKeys",
+    "SessionStarted",
+]
