@@ -33,6 +33,9 @@ from dissector.protocol.session import SessionInfo
 from dissector.protocol.tcp import TcpConnection
 
 DEFAULT_TCP_PORTS = frozenset({5683})
+#: Findings of one code in one session shown individually; the rest are counted and
+#: reported once when the session ends (memory and output stay bounded).
+FINDINGS_PER_CODE = 20
 
 
 @dataclass(slots=True)
@@ -79,6 +82,7 @@ class Dissector:
         self._out: list[tuple[float, int, PipelineEvent]] = []
         self._seq = 0
         self._session_no = 0
+        self._finding_counts: dict[tuple[str | None, str], int] = {}
 
     # -- driving -----------------------------------------------------------------------
 
@@ -117,6 +121,7 @@ class Dissector:
         for conn_id in list(self._tracked):
             events += self._end(conn_id, ts)
         events += self._link_findings(ts)
+        events += self._suppressed(None, ts)
         self._holding.clear()
         yield from self._emit(events, ts)
         yield from self._flush(None)
@@ -236,28 +241,92 @@ class Dissector:
         return events
 
     def _link_findings(self, ts: float) -> list[PipelineEvent]:
+        """Say what the link decoder could not decode (nothing is lost silently)."""
         stats = self.link.stats
+        defrag = self.link.defrag
+        notes = [
+            (
+                stats.truncated,
+                "capture.packets_truncated",
+                "packets were cut short by the capture's snap length and could not be decoded",
+            ),
+            (
+                stats.malformed,
+                "capture.packets_malformed",
+                "packets had malformed link, IP or transport headers and were skipped",
+            ),
+            (
+                stats.unknown_linktype,
+                "capture.unknown_linktype",
+                f"packets had an unsupported link type {sorted(stats.unknown_linktypes)}",
+            ),
+            (
+                defrag.pending,
+                "capture.fragments_incomplete",
+                "IP datagrams were still missing fragments at the end of the capture",
+            ),
+            (
+                defrag.stats.timed_out + defrag.stats.evicted,
+                "capture.fragments_dropped",
+                "fragmented IP datagrams timed out or were evicted before completing",
+            ),
+        ]
         out: list[PipelineEvent] = []
-        if stats.truncated:
-            out.append(
-                FindingEvent(
-                    Finding(
-                        Severity.WARNING,
-                        "capture.packets_truncated",
-                        f"{stats.truncated} packets were cut short by the capture's snap length "
-                        "and could not be decoded",
-                        ts,
-                        details={"count": stats.truncated},
+        for count, code, text in notes:
+            if count:
+                out.append(
+                    FindingEvent(
+                        Finding(
+                            Severity.WARNING, code, f"{count} {text}", ts, details={"count": count}
+                        )
                     )
                 )
-            )
         return out
 
     # -- ordered output ----------------------------------------------------------------
 
+    def _aggregate(self, events: list[PipelineEvent]) -> list[PipelineEvent]:
+        """Pass the first findings of each (session, code); count the rest."""
+        if not any(isinstance(e, FindingEvent | SessionEnded) for e in events):
+            return events
+        out: list[PipelineEvent] = []
+        counts = self._finding_counts
+        for event in events:
+            if isinstance(event, FindingEvent):
+                key = (event.finding.session, event.finding.code)
+                n = counts.get(key, 0) + 1
+                counts[key] = n
+                if n > FINDINGS_PER_CODE:
+                    continue
+            elif isinstance(event, SessionEnded):
+                out += self._suppressed(event.info.id, event.ts)
+            out.append(event)
+        return out
+
+    def _suppressed(self, session: str | None, ts: float) -> list[PipelineEvent]:
+        out: list[PipelineEvent] = []
+        for key in [k for k in self._finding_counts if k[0] == session]:
+            n = self._finding_counts.pop(key)
+            if n > FINDINGS_PER_CODE:
+                out.append(
+                    FindingEvent(
+                        Finding(
+                            Severity.INFO,
+                            "findings.suppressed",
+                            f"{n - FINDINGS_PER_CODE} more findings {key[1]!r} in this session "
+                            f"(first {FINDINGS_PER_CODE} shown; {n} in all)",
+                            ts,
+                            session,
+                            details={"code": key[1], "count": n, "shown": FINDINGS_PER_CODE},
+                        )
+                    )
+                )
+        return out
+
     def _emit(self, events: list[PipelineEvent], now: float) -> Iterator[PipelineEvent]:
         if not events and not self._out:
             return
+        events = self._aggregate(events)
         if not self._holding and not self._out:
             yield from events
             return

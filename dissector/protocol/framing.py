@@ -233,6 +233,15 @@ class FrameStream:
                 )
                 self._blobs.pop(0)
             elif self.synced and size is not None:
+                notes.append(
+                    StreamNote(
+                        "frame.truncated",
+                        f"the stream ended inside a frame: its header announced {size - 2} "
+                        f"bytes, only {len(buf) - 2} were captured",
+                        self._offset,
+                        size - len(buf),
+                    )
+                )
                 units.append(
                     Unit(
                         "frame",

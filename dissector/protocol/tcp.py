@@ -586,7 +586,7 @@ class TcpConnection:
                 len(ct),
                 "first frame of this direction after the capture start or a gap: its first "
                 "16 bytes need the previous frame's first ciphertext block as IV",
-                result.plaintext if result.plaintext is not None else result.raw,
+                (result.plaintext if result.plaintext is not None else result.raw) or None,
                 16,
             )
             return events

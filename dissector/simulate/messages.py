@@ -1,0 +1,271 @@
+"""Pure builders of the CoAP messages Particle devices and clouds exchange (spec §4).
+
+Each function returns a :class:`~dissector.coap.CoapMessage`; message IDs and tokens are
+the caller's (see :class:`~dissector.simulate.conversation.Conversation`, which keeps the
+counters). Conventions follow the firmware and the reference captures: the device sends an
+event name as one Uri-Path option and a legacy 3-byte Max-Age; the cloud splits names on
+``/`` and writes Max-Age in as few bytes as needed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dissector.coap import ACK, CON, NON, CoapMessage, CoapOption
+from dissector.coap.options import CONTENT_FORMAT, MAX_AGE, URI_PATH, URI_QUERY
+
+__all__ = [
+    "CHANGED",
+    "CONTENT",
+    "DEFAULT_TTL",
+    "GET",
+    "POST",
+    "PUT",
+    "ack",
+    "bool_value",
+    "describe_request",
+    "double_value",
+    "empty_ack",
+    "event",
+    "function_call",
+    "function_return",
+    "hello",
+    "hello_payload",
+    "int32_value",
+    "ping",
+    "signal",
+    "subscribe",
+    "time_request",
+    "time_response",
+    "variable_request",
+    "variable_value",
+]
+
+GET = 0x01
+POST = 0x02
+PUT = 0x03
+CHANGED = 0x44  # 2.04
+CONTENT = 0x45  # 2.05
+DEFAULT_TTL = 60
+
+
+def _uint(value: int, width: int | None = None) -> bytes:
+    """Big-endian unsigned integer, ``width`` bytes or as few as needed (0 → empty)."""
+    if width is None:
+        width = (value.bit_length() + 7) // 8
+    return value.to_bytes(width, "big")
+
+
+def _text(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _path(*segments: str | bytes) -> list[CoapOption]:
+    return [CoapOption(URI_PATH, _text(s)) for s in segments]
+
+
+# -- values ---------------------------------------------------------------------------
+
+
+def int32_value(value: int) -> bytes:
+    """An int32 variable value or function result: 4 bytes big-endian, signed."""
+    return struct.pack(">i", value)
+
+
+def double_value(value: float) -> bytes:
+    """A double variable value: 8 bytes IEEE-754 little-endian (the device's order)."""
+    return struct.pack("<d", value)
+
+
+def bool_value(value: bool) -> bytes:
+    """A bool variable value: one byte 0/1."""
+    return b"\x01" if value else b"\x00"
+
+
+# -- hello ----------------------------------------------------------------------------
+
+
+def hello_payload(
+    variant: str = "B",
+    *,
+    product_id: int = 0xFFFF,
+    product_version: int = 0xFFFF,
+    flags: int = 0,
+    platform_id: int = 6,
+    device_id: bytes = b"",
+    system_version: int = 0,
+    max_message_size: int = 1152,
+    max_binary_size: int = 0,
+    ota_chunk_size: int = 512,
+) -> bytes:
+    """A device Hello payload, spec §4.3.
+
+    ``"A"`` (2014 Core, 6 bytes), ``"B"`` (0.4.2..2.x; 8 bytes on TCP, 22 with a
+    ``device_id`` as on UDP) or ``"C"`` (3.0+; 20 bytes plus the device ID on UDP).
+    """
+    if variant == "A":
+        return struct.pack(">HHBB", product_id, product_version, 0, flags & 0xFF)
+    if variant == "B":
+        out = struct.pack(">HHBBH", product_id, product_version, 0, flags & 0xFF, platform_id)
+        if device_id:
+            out += struct.pack(">H", len(device_id)) + device_id
+        return out
+    if variant == "C":
+        return (
+            struct.pack(
+                ">HHHHBB", product_id, product_version, flags, platform_id, 0, len(device_id)
+            )
+            + device_id
+            + struct.pack(
+                ">HHIH", system_version, max_message_size, max_binary_size, ota_chunk_size
+            )
+        )
+    raise ValueError(f"unknown Hello variant {variant!r} (expected 'A', 'B' or 'C')")
+
+
+def hello(
+    mid: int, payload: bytes = b"", token: bytes = b"", *, confirmable: bool = False
+) -> CoapMessage:
+    """POST ``h``: NON on TCP (CON on UDP); the device's carries a payload, the cloud's none."""
+    return CoapMessage(
+        type=CON if confirmable else NON,
+        code=POST,
+        mid=mid,
+        token=token,
+        options=_path("h"),
+        payload=payload,
+    )
+
+
+# -- events -----------------------------------------------------------------------------
+
+
+def event(
+    mid: int,
+    name: str | bytes,
+    data: bytes | str = b"",
+    *,
+    private: bool = True,
+    ttl: int = DEFAULT_TTL,
+    split_name: bool = False,
+    ttl_width: int | None = 3,
+    always_ttl: bool = False,
+    content_format: int | None = None,
+    confirmable: bool = False,
+) -> CoapMessage:
+    """POST ``E``/``e`` + name: an event (NON on TCP).
+
+    Device style (defaults): the whole name in one Uri-Path option, Max-Age only when the
+    TTL is not 60, written in 3 bytes. Cloud style: ``split_name=True`` (one option per
+    ``/`` segment), ``ttl_width=None`` (minimal bytes), ``always_ttl=True``.
+    """
+    raw = _text(name)
+    segments = [s for s in raw.split(b"/")] if split_name else [raw]
+    options = _path("E" if private else "e", *segments)
+    if always_ttl or ttl != DEFAULT_TTL:
+        options.append(CoapOption(MAX_AGE, _uint(ttl, ttl_width)))
+    if content_format is not None:
+        options.append(CoapOption(CONTENT_FORMAT, _uint(content_format)))
+    return CoapMessage(
+        type=CON if confirmable else NON,
+        code=POST,
+        mid=mid,
+        options=options,
+        payload=_text(data),
+    )
+
+
+def subscribe(
+    mid: int, name_filter: str | bytes, *, my_devices: bool = False, confirmable: bool = True
+) -> CoapMessage:
+    """GET ``e`` + filter: a subscription (CON from Device OS 0.7; ``u`` = only my devices)."""
+    options = _path("e", name_filter)
+    if my_devices:
+        options.append(CoapOption(URI_QUERY, b"u"))
+    return CoapMessage(type=CON if confirmable else NON, code=GET, mid=mid, options=options)
+
+
+# -- requests of the cloud ------------------------------------------------------------------
+
+
+def function_call(
+    mid: int, token: bytes, name: str | bytes, argument: str | bytes = b""
+) -> CoapMessage:
+    """CON POST ``f/<name>`` with the argument as one Uri-Query option (none when empty)."""
+    options = _path("f", name)
+    arg = _text(argument)
+    if arg:
+        options.append(CoapOption(URI_QUERY, arg))
+    return CoapMessage(type=CON, code=POST, mid=mid, token=token, options=options)
+
+
+def variable_request(mid: int, token: bytes, name: str | bytes) -> CoapMessage:
+    """CON GET ``v/<name>``."""
+    return CoapMessage(type=CON, code=GET, mid=mid, token=token, options=_path("v", name))
+
+
+def describe_request(mid: int, token: bytes, flags: int | None = None) -> CoapMessage:
+    """CON GET ``d``, with the 1-byte describe flag set as Uri-Query when given."""
+    options = _path("d")
+    if flags is not None:
+        options.append(CoapOption(URI_QUERY, bytes((flags,))))
+    return CoapMessage(type=CON, code=GET, mid=mid, token=token, options=options)
+
+
+def signal(mid: int, token: bytes, on: bool) -> CoapMessage:
+    """CON PUT ``s`` with one raw Uri-Query byte: 1 = start the LED signal, 0 = stop."""
+    options = [*_path("s"), CoapOption(URI_QUERY, b"\x01" if on else b"\x00")]
+    return CoapMessage(type=CON, code=PUT, mid=mid, token=token, options=options)
+
+
+# -- requests of the device ---------------------------------------------------------------
+
+
+def time_request(mid: int, token: bytes) -> CoapMessage:
+    """CON GET ``t`` with a 1-byte token."""
+    return CoapMessage(type=CON, code=GET, mid=mid, token=token, options=_path("t"))
+
+
+def ping(mid: int) -> CoapMessage:
+    """CON 0.00: keep-alive ping."""
+    return CoapMessage(type=CON, code=0, mid=mid)
+
+
+# -- responses ----------------------------------------------------------------------------------
+
+
+def empty_ack(mid: int, token: bytes = b"") -> CoapMessage:
+    """ACK 0.00 (spark-protocol adds a ``00`` token, an RFC 7252 violation)."""
+    return CoapMessage(type=ACK, code=0, mid=mid, token=token)
+
+
+def ack(mid: int, code: int, token: bytes = b"", payload: bytes = b"") -> CoapMessage:
+    """A piggybacked (ACK) response with ``code`` (e.g. 0x45 = 2.05)."""
+    return CoapMessage(type=ACK, code=code, mid=mid, token=token, payload=payload)
+
+
+def function_return(
+    mid: int, token: bytes, result: int, *, confirmable: bool = False
+) -> CoapMessage:
+    """Separate 2.04 response with the 4-byte big-endian result (NON on TCP)."""
+    return CoapMessage(
+        type=CON if confirmable else NON,
+        code=CHANGED,
+        mid=mid,
+        token=token,
+        payload=int32_value(result),
+    )
+
+
+def variable_value(
+    mid: int, token: bytes, value: bytes, *, piggybacked: bool = True
+) -> CoapMessage:
+    """The 2.05 answer to a variable request: piggybacked ACK (request's ID) or separate NON."""
+    return CoapMessage(
+        type=ACK if piggybacked else NON, code=CONTENT, mid=mid, token=token, payload=value
+    )
+
+
+def time_response(mid: int, token: bytes, unix_time: int) -> CoapMessage:
+    """ACK 2.05 with the 4-byte big-endian Unix time."""
+    return ack(mid, CONTENT, token, struct.pack(">I", unix_time & 0xFFFFFFFF))
