@@ -170,66 +170,80 @@ def dissect(
     """
     from dissector.capture.reader import CaptureFormatError, CaptureReader
     from dissector.keys import KeyLogWriter
+    from dissector.output.filters import RecordFilter
     from dissector.output.records import to_record
     from dissector.output.writers import make_writer
     from dissector.pipeline import DEFAULT_TCP_PORTS, Dissector
-    from dissector.protocol.events import FindingEvent, SessionKeys
+    from dissector.protocol.events import SessionKeys
 
     ring = build_keyring(keys, server_keys, device_keys, keylogs)
-    out: TextIO
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    # Open every input before writing anything: a fatal error leaves stdout empty.
+    try:
+        reader = CaptureReader(list(captures))
+    except CaptureFormatError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(_os_error(exc))
+    try:
+        out: TextIO = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+        keylog_writer = KeyLogWriter(write_keylog) if write_keylog else None
+    except OSError as exc:
+        _fail(_os_error(exc))
     writer = make_writer(fmt, out, colour=_colour_wanted(out))
-    keylog_writer = KeyLogWriter(write_keylog) if write_keylog else None
     dissector = Dissector(ring, tcp_ports=ports or DEFAULT_TCP_PORTS)
-    wanted_kinds = {k.lower() for k in kinds}
-    wanted_device = device_filter.lower() if device_filter else None
+    keep = RecordFilter(device=device_filter, kinds=kinds)
     threshold = Severity(fail_on).rank if fail_on else None
     tripped = False
     try:
-        reader = CaptureReader(list(captures))
         items = _progress(iter(reader), sys.stderr.isatty() and fmt != "table")
         for event in dissector.run(items):
             if isinstance(event, SessionKeys):
                 if keylog_writer is not None:
                     keylog_writer.write_tcp_session(event.lookup, event.secret)
                 continue
+            rec = to_record(event)
+            if rec is None or not keep(rec):
+                continue
             if (
                 threshold is not None
-                and isinstance(event, FindingEvent)
-                and event.finding.severity.rank >= threshold
+                and rec["record"] == "finding"
+                and Severity(rec["severity"]).rank >= threshold
             ):
                 tripped = True
-            rec = to_record(event)
-            if rec is None:
-                continue
-            if wanted_device and rec.get("device_id") not in (wanted_device,):
-                continue
-            if (
-                wanted_kinds
-                and rec["record"] == "message"
-                and rec["kind"].lower() not in wanted_kinds
-            ):
-                continue
             writer.write(rec)
-        skipped = getattr(ring, "skipped", None)
-        if skipped:
-            names = ", ".join(str(getattr(s, "path", s)) for s in skipped[:10])
-            more = f" (+{len(skipped) - 10} more)" if len(skipped) > 10 else ""
-            click.echo(
-                f"note: {len(skipped)} files under --keys were not keys: {names}{more}", err=True
-            )
+        writer.close()
+        _note_skipped(ring)
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `| head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_FINDINGS)
     except CaptureFormatError as exc:
         _fail(str(exc))
     except OSError as exc:
-        _fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}")
+        _fail(_os_error(exc))
     finally:
-        writer.close()
         if keylog_writer is not None:
             keylog_writer.close()
         if output:
             out.close()
     if tripped:
         sys.exit(EXIT_FINDINGS)
+
+
+def _os_error(exc: OSError) -> str:
+    name = exc.filename or ""
+    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
+
+
+def _note_skipped(ring: Any) -> None:
+    skipped = getattr(ring, "skipped", None)
+    if skipped:
+        names = ", ".join(str(getattr(s, "path", s)) for s in skipped[:10])
+        more = f" (+{len(skipped) - 10} more)" if len(skipped) > 10 else ""
+        click.echo(
+            f"note: {len(skipped)} files under --keys were not keys: {names}{more}", err=True
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0, DEL and C1 controls, plus Unicode line/paragraph separators and bidi overrides
+# (they break lines or reorder text on a terminal: "Trojan source").
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 _MD_SPECIAL = re.compile(r"([\\|\[\]()*_`])")
 
 
 def _escape_char(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def safe_text(value: object, limit: int | None = None) -> str:
@@ -28,8 +31,12 @@ def safe_text(value: object, limit: int | None = None) -> str:
         text = bytes(value).decode("utf-8", errors="backslashreplace")
     else:
         text = str(value)
-        # Lone surrogates (from surrogateescape decoding) are not printable either.
-        text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+        # Lone surrogates from surrogateescape decoding stand for raw bytes: show them as
+        # \xNN like any other invalid UTF-8; other lone surrogates as \udXXX.
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
     text = _UNSAFE.sub(_escape_char, text)
     if limit is not None and len(text) > limit:
         text = f"{text[:limit]}…(+{len(text) - limit})"

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from typing import Any, TextIO
 
 from tabulate import tabulate
 
 from dissector.output.text import markdown_text, payload_preview, safe_text
+
+_LINE_BREAKERS = re.compile("[\x85\u2028\u2029]")
 
 FORMATS = ("table", "json", "ndjson", "csv", "markdown")
 
@@ -49,7 +52,7 @@ def summary_of(rec: dict[str, Any]) -> str:
         return safe_text(f"[{enc.get('length')} B encrypted] {enc.get('reason', '')}", 90)
     decoded = rec.get("decoded")
     if decoded:
-        text = _compact(decoded, 70)
+        text = _compact(decoded, 100)
     else:
         text = payload_preview(bytes.fromhex(rec["coap"]["payload"]))
     if "latency" in rec and rec["latency"] is not None:
@@ -107,7 +110,11 @@ class NdjsonWriter(Writer):
     """One JSON object per line, flushed per line."""
 
     def write(self, rec: dict[str, Any]) -> None:
-        self.out.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+        line = json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
+        if _LINE_BREAKERS.search(line):
+            # Valid JSON either way, but many line splitters break on these.
+            line = _LINE_BREAKERS.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+        self.out.write(line)
         self.out.write("\n")
 
 

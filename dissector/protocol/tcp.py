@@ -398,7 +398,9 @@ class TcpConnection:
             return events
         ciphertext, signature = unit.payload[:128], unit.payload[128:]
         creds_bytes: bytes | None = self._creds.raw if self._creds else None
-        candidates = _device_candidates(self.keyring, self.info.device_id, self._identity_public)
+        candidates = _device_candidates(
+            self.keyring, self.info.device_id, self._identity_public, len(ciphertext)
+        )
         tried: list[str] = []
         for device_key in candidates:
             try:
@@ -955,13 +957,19 @@ def _server_public_entries(ring: KeyRing) -> list[KeyEntry]:
 
 
 def _device_candidates(
-    ring: KeyRing, device_id: str | None, public_der: bytes | None
+    ring: KeyRing, device_id: str | None, public_der: bytes | None, size: int
 ) -> list[KeyEntry]:
     """RSA private keys to try on the session key: the matching device key first, then
-    every other device key, then any other RSA private key (a strict PKCS#1 check
-    rejects wrong ones)."""
+    every other device key, then any other RSA private key of the right size that is
+    not a server key (a strict PKCS#1 check rejects wrong ones)."""
     fp = ring.fingerprint(public_der) if public_der is not None else None
-    keys = [e for e in ring.entries if isinstance(e.key, rsa.RSAPrivateKey)]
+    keys = [
+        e
+        for e in ring.entries
+        if isinstance(e.key, rsa.RSAPrivateKey)
+        and e.key.key_size == size * 8
+        and (e.role != "server" or e.fingerprint == fp)
+    ]
 
     def rank(entry: KeyEntry) -> int:
         if fp is not None and entry.fingerprint == fp:
