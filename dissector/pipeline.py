@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dissector.capture.linklayer import LinkDecoder
-from dissector.capture.packets import RawPacket, TcpSegment
+from dissector.capture.packets import RawPacket, UdpDatagram
 from dissector.capture.tcp_reassembly import (
     Connection,
     ConnectionClosed,
@@ -31,6 +31,7 @@ from dissector.model import Direction, Finding, Severity
 from dissector.protocol.events import Event, FindingEvent, SessionKeys
 from dissector.protocol.session import SessionInfo
 from dissector.protocol.tcp import TcpConnection
+from dissector.udp_flows import DEFAULT_UDP_PORTS, DtlsFlowTracker
 
 DEFAULT_TCP_PORTS = frozenset({5683})
 #: Findings of one code in one session shown individually; the rest are counted and
@@ -68,9 +69,16 @@ class _Tracked:
 class Dissector:
     """Run captures through the protocol cores with one explicit key ring."""
 
-    def __init__(self, keyring: KeyRing, *, tcp_ports: Iterable[int] = DEFAULT_TCP_PORTS) -> None:
+    def __init__(
+        self,
+        keyring: KeyRing,
+        *,
+        tcp_ports: Iterable[int] = DEFAULT_TCP_PORTS,
+        udp_ports: Iterable[int] = DEFAULT_UDP_PORTS,
+    ) -> None:
         self.keyring = keyring
         self.tcp_ports = frozenset(tcp_ports)
+        self.dtls = DtlsFlowTracker(keyring, udp_ports)
         self.reassembler = TcpReassembler()
         self.link = LinkDecoder()
         self.sessions: list[SessionInfo] = []
@@ -103,7 +111,11 @@ class Dissector:
             self.first_ts = ts
         self.last_ts = ts
         unit = self.link.decode(pkt)
-        if unit is None or not isinstance(unit, TcpSegment):
+        if unit is None:
+            return
+        if isinstance(unit, UdpDatagram):
+            if self.dtls.wants(unit):
+                yield from self._emit(self._on_datagram(unit), ts)
             return
         if unit.src_port not in self.tcp_ports and unit.dst_port not in self.tcp_ports:
             return
@@ -120,6 +132,9 @@ class Dissector:
             events += self._on_stream_event(sev)
         for conn_id in list(self._tracked):
             events += self._end(conn_id, ts)
+        for session, ending in self.dtls.finish(ts):
+            events += ending
+            events.append(SessionEnded(session.info, ts))
         events += self._link_findings(ts)
         events += self._suppressed(None, ts)
         self._holding.clear()
@@ -127,6 +142,13 @@ class Dissector:
         yield from self._flush(None)
 
     # -- connection handling -----------------------------------------------------------
+
+    def _on_datagram(self, dgram: UdpDatagram) -> list[PipelineEvent]:
+        events, new = self.dtls.feed(dgram)
+        if new is None:
+            return list(events)
+        self.sessions.append(new.info)
+        return [SessionStarted(new.info, dgram.ts), *events]
 
     def _on_stream_event(
         self, sev: ConnectionOpened | StreamData | StreamGap | ConnectionClosed

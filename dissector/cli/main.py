@@ -45,6 +45,7 @@ def build_keyring(
     server_keys: tuple[str, ...],
     device_keys: tuple[str, ...],
     keylogs: tuple[str, ...],
+    session_blobs: tuple[str, ...] = (),
 ) -> Any:
     """Load every key source named on the command line into a fresh KeyRing."""
     from dissector.keys import KeyFileError, KeyRing
@@ -61,6 +62,8 @@ def build_keyring(
             ring.load(path, role="device")
         for path in keylogs:
             ring.load(path, role="keylog")
+        for path in session_blobs:
+            ring.load(path, role="session")
     except KeyFileError as exc:
         _fail(str(exc))
     return ring
@@ -109,12 +112,20 @@ def _progress(items: Iterator[Any], enabled: bool) -> Iterator[Any]:
     "keylogs",
     multiple=True,
     metavar="FILE",
-    help="Session key log (PARTICLE_TCP lines; NSS CLIENT_RANDOM lines).",
+    help="Session key log: PARTICLE_TCP lines (TCP), NSS CLIENT_RANDOM lines (DTLS).",
+)
+@click.option(
+    "--session-blob",
+    "session_blobs",
+    multiple=True,
+    metavar="FILE",
+    help="A device's persisted DTLS session (binary SessionPersistData or its text form).",
 )
 @click.option(
     "--write-keylog",
     metavar="FILE",
-    help="Append a PARTICLE_TCP line for every session whose key was recovered.",
+    help="Write a key log line (PARTICLE_TCP, NSS CLIENT_RANDOM) for every session whose "
+    "secrets were recovered.",
 )
 @click.option(
     "--port",
@@ -123,6 +134,14 @@ def _progress(items: Iterator[Any], enabled: bool) -> Iterator[Any]:
     type=int,
     metavar="N",
     help="TCP port of the cloud (default 5683; repeatable).",
+)
+@click.option(
+    "--udp-port",
+    "udp_ports",
+    multiple=True,
+    type=int,
+    metavar="N",
+    help="UDP port of the cloud for DTLS (default 5684; repeatable).",
 )
 @click.option("--device", "device_filter", metavar="ID", help="Only records of this device ID.")
 @click.option(
@@ -156,8 +175,10 @@ def dissect(
     server_keys: tuple[str, ...],
     device_keys: tuple[str, ...],
     keylogs: tuple[str, ...],
+    session_blobs: tuple[str, ...],
     write_keylog: str | None,
     ports: tuple[int, ...],
+    udp_ports: tuple[int, ...],
     device_filter: str | None,
     kinds: tuple[str, ...],
     fmt: str,
@@ -175,8 +196,9 @@ def dissect(
     from dissector.output.writers import make_writer
     from dissector.pipeline import DEFAULT_TCP_PORTS, Dissector
     from dissector.protocol.events import SessionKeys
+    from dissector.udp_flows import DEFAULT_UDP_PORTS
 
-    ring = build_keyring(keys, server_keys, device_keys, keylogs)
+    ring = build_keyring(keys, server_keys, device_keys, keylogs, session_blobs)
     # Open every input before writing anything: a fatal error leaves stdout empty.
     try:
         reader = CaptureReader(list(captures))
@@ -190,7 +212,9 @@ def dissect(
     except OSError as exc:
         _fail(_os_error(exc))
     writer = make_writer(fmt, out, colour=_colour_wanted(out))
-    dissector = Dissector(ring, tcp_ports=ports or DEFAULT_TCP_PORTS)
+    dissector = Dissector(
+        ring, tcp_ports=ports or DEFAULT_TCP_PORTS, udp_ports=udp_ports or DEFAULT_UDP_PORTS
+    )
     keep = RecordFilter(device=device_filter, kinds=kinds)
     threshold = Severity(fail_on).rank if fail_on else None
     tripped = False
@@ -199,7 +223,10 @@ def dissect(
         for event in dissector.run(items):
             if isinstance(event, SessionKeys):
                 if keylog_writer is not None:
-                    keylog_writer.write_tcp_session(event.lookup, event.secret)
+                    if event.label == "PARTICLE_TCP":
+                        keylog_writer.write_tcp_session(event.lookup, event.secret)
+                    else:
+                        keylog_writer.write_nss(event.label, event.lookup, event.secret)
                 continue
             rec = to_record(event)
             if rec is None or not keep(rec):

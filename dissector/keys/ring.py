@@ -7,11 +7,19 @@ needs it. Key objects never show their secrets in ``repr``/``str``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from dissector.dtls.keys import (
+    PersistedSession,
+    SessionPersistError,
+    looks_like_session_blob,
+    parse_session_persist,
+    parse_session_persist_text,
+)
 from dissector.keys.entries import KeyEntry, LoadProblem, PublicKey, SkippedFile, fingerprint
 from dissector.keys.errors import KeyFileError
 from dissector.keys.keylog import KeyLogParse
@@ -27,13 +35,14 @@ __all__ = [
     "fingerprint",
 ]
 
-ROLES = ("server", "device", "keylog")
+ROLES = ("server", "device", "keylog", "session")
 MAX_FILE_SIZE = 64 * 1024 * 1024
 _EXPECTED = {
     "server": "a server key (RSA/EC private or public key in PEM or DER, "
     "or a 512/320-byte server key file)",
     "device": "a device key (RSA/EC private or public key, PEM or DER, PKCS#1/PKCS#8/SEC1/SPKI)",
     "keylog": "a key log (PARTICLE_TCP or NSS key log lines)",
+    "session": "a persisted DTLS session (SessionPersistData blob or its text form)",
     None: "a key file (RSA/EC key in PEM or DER, server key file) or a key log",
 }
 
@@ -56,6 +65,7 @@ class KeyRing:
         self._tcp_sessions: dict[bytes, bytes] = {}
         self._nss: dict[str, dict[bytes, bytes]] = {}
         self._keylogs: list[dict[str, Any]] = []
+        self._sessions: list[tuple[str, PersistedSession]] = []
 
     # ------------------------------------------------------------------ loading
 
@@ -79,7 +89,10 @@ class KeyRing:
         """Like :meth:`load` for one file's content; raises :class:`KeyFileError` if unusable."""
         if role not in _EXPECTED:
             raise ValueError(f"role must be one of {ROLES} or None, not {role!r}")
-        return self._add_sniffed(sniff(bytes(data)), name, role, explicit=True, device_id=None)
+        data = bytes(data)
+        if self._add_session_blob(data, name, role, explicit=True):
+            return 1
+        return self._add_sniffed(sniff(data), name, role, explicit=True, device_id=None)
 
     def _load_dir(self, root: Path, role: str | None) -> int:
         added = 0
@@ -102,6 +115,14 @@ class KeyRing:
                 raise err from None
             self.skipped.append(SkippedFile(name, err.reason))
             return 0
+        except KeyFileError as err:
+            if explicit:
+                raise
+            self.skipped.append(SkippedFile(name, err.reason))
+            return 0
+        try:
+            if self._add_session_blob(data, name, role, explicit):
+                return 1
         except KeyFileError as err:
             if explicit:
                 raise
@@ -165,6 +186,31 @@ class KeyRing:
         if sniffed.transport is not None:
             entry.transport = sniffed.transport
         return len(self.entries) - before
+
+    def _add_session_blob(self, data: bytes, name: str, role: str | None, explicit: bool) -> bool:
+        """Recognise a persisted DTLS session (binary or text) by content; True if added.
+
+        A session is also a key log entry: its client random maps to its master secret.
+        """
+        session = _parse_session(data)
+        if session is None:
+            if explicit and role == "session":
+                raise KeyFileError(
+                    f"expected {_EXPECTED['session']}, found {sniff(data).found}", name
+                )
+            return False
+        if role not in (None, "session"):
+            raise KeyFileError(f"expected {_EXPECTED[role]}, found a persisted DTLS session", name)
+        self._sessions.append((name, session))
+        if session.master is not None:
+            self._nss.setdefault("CLIENT_RANDOM", {}).setdefault(
+                session.client_random, session.master
+            )
+        return True
+
+    def persisted_sessions(self) -> list[PersistedSession]:
+        """Every persisted DTLS session loaded (for handshake-less resumptions)."""
+        return [s for _, s in self._sessions]
 
     def _add_keylog(self, parsed: KeyLogParse, name: str) -> int:
         added = 0
@@ -469,4 +515,30 @@ def _role_hint(base: str, device_id: str | None, key: KeyObject) -> str | None:
         return "device"
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
         return "server" if key.key_size >= 2048 else "device"
+    return None
+
+
+_SESSION_TEXT = re.compile(r"^\s*client_random\s+[0-9A-Fa-f]{64}\s*$", re.MULTILINE)
+
+
+def _parse_session(data: bytes) -> PersistedSession | None:
+    """A persisted DTLS session in ``data`` (text form or binary blob), or None."""
+    if len(data) > 1 << 16:
+        return None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        if not _SESSION_TEXT.search(text) or "master" not in text:
+            return None
+        try:
+            return parse_session_persist_text(text)
+        except SessionPersistError:
+            return None
+    if looks_like_session_blob(data):
+        try:
+            return parse_session_persist(data)
+        except SessionPersistError:
+            return None
     return None

@@ -13,7 +13,7 @@ from dissector.coap import CoapMessage
 from dissector.coap.options import option_value_repr
 from dissector.pipeline import PipelineEvent, SessionEnded, SessionStarted
 from dissector.protocol.events import FindingEvent, HandshakeBlob, MessageEvent, SessionKeys
-from dissector.protocol.session import TCP_CHECKS, SessionInfo
+from dissector.protocol.session import SessionInfo
 
 SCHEMA_VERSION = 1
 _TYPES = ("CON", "NON", "ACK", "RST")
@@ -35,13 +35,13 @@ def coap_record(msg: CoapMessage) -> dict[str, Any]:
     }
 
 
-def message_record(ev: MessageEvent, transport: str = "tcp") -> dict[str, Any]:
+def message_record(ev: MessageEvent) -> dict[str, Any]:
     """One ``message`` record: a CoAP message, or an encrypted frame and why."""
     rec: dict[str, Any] = {
         "record": "message",
         "schema_version": SCHEMA_VERSION,
         "session": ev.session,
-        "transport": transport,
+        "transport": ev.transport,
         "direction": ev.direction.value,
         "ts": ev.ts,
         "device_id": ev.device_id or None,
@@ -86,14 +86,14 @@ def _request_ref(req: Any) -> dict[str, Any]:
     return out
 
 
-def handshake_record(ev: HandshakeBlob, transport: str = "tcp") -> dict[str, Any]:
+def handshake_record(ev: HandshakeBlob) -> dict[str, Any]:
     """One ``handshake`` record (a TCP handshake blob)."""
     info = {k: v for k, v in ev.info.items()}
     return {
         "record": "handshake",
         "schema_version": SCHEMA_VERSION,
         "session": ev.session,
-        "transport": transport,
+        "transport": ev.transport,
         "direction": ev.direction.value,
         "ts": ev.ts,
         "device_id": ev.device_id or info.get("device_id") or None,
@@ -127,6 +127,7 @@ def session_record(info: SessionInfo) -> dict[str, Any]:
         "handshake_seen": info.handshake_seen,
         "key_source": info.key_source,
         "salt_convention": info.salt_convention,
+        "device_key_fingerprint": info.device_key_fingerprint,
         "hello": info.hello,
         "cloud_hello": info.cloud_hello,
         "handshake": [
@@ -136,7 +137,7 @@ def session_record(info: SessionInfo) -> dict[str, Any]:
                 "status": info.checks[key].status.value,
                 "detail": info.checks[key].detail,
             }
-            for key, label in TCP_CHECKS
+            for key, label in info.checklist
             if key in info.checks
         ],
         "stats": {

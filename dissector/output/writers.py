@@ -40,6 +40,15 @@ def _compact(value: Any, limit: int = 60) -> str:
 
 def summary_of(rec: dict[str, Any]) -> str:
     """A one-line human summary of a message or handshake record."""
+    if rec["record"] == "handshake" and rec.get("transport") == "dtls":
+        info = {
+            k: v
+            for k, v in (rec.get("info") or {}).items()
+            if v not in (None, "", [], {})
+            and not isinstance(v, list | dict)
+            and not (isinstance(v, str) and len(v) > 32)
+        }
+        return _compact(info, 90)
     if rec["record"] == "handshake":
         info = rec.get("info") or {}
         bits = [f"{rec['length']} bytes"]

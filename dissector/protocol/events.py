@@ -32,6 +32,7 @@ class HandshakeBlob:
     raw: bytes
     info: dict[str, Any] = field(default_factory=dict)
     device_id: str | None = None
+    transport: str = "tcp"
 
 
 @dataclass(slots=True)
@@ -62,6 +63,7 @@ class MessageEvent:
     device_id: str | None = None
     stream_offset: int = -1
     retransmission: bool = False
+    transport: str = "tcp"
 
 
 @dataclass(slots=True)

@@ -72,6 +72,8 @@ class SessionInfo:
     cloud_hello: dict[str, Any] | None = None
     salt_convention: str | None = None
     key_source: str | None = None
+    device_key_fingerprint: str | None = None
+    checklist: tuple[tuple[str, str], ...] = TCP_CHECKS
     checks: dict[str, Check] = field(default_factory=dict)
     stats: dict[Direction, DirectionStats] = field(
         default_factory=lambda: {d: DirectionStats() for d in Direction}
@@ -79,7 +81,7 @@ class SessionInfo:
 
     def __post_init__(self) -> None:
         if not self.checks:
-            self.checks = {key: Check() for key, _ in TCP_CHECKS}
+            self.checks = {key: Check() for key, _ in self.checklist}
 
     def touch(self, ts: float) -> None:
         """Extend the session's time span to include ``ts``."""

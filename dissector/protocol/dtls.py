@@ -1,0 +1,429 @@
+"""The sans-IO core of the Particle UDP protocol (Electron, Gen3 and later; port 5684).
+
+:class:`DtlsSession` is fed ``(direction, datagram, timestamp)``. It drives the DTLS
+record/handshake follower of :mod:`dissector.dtls` with the key ring's secrets and hands
+each decrypted CoAP message to the Particle exchange tracker, emitting the same events
+as the TCP core (``transport`` ``"dtls"``).
+
+What decrypts DTLS (the cryptographic truth): ECDHE gives forward secrecy, so neither
+the device's nor the cloud's static EC key decrypts anything — they only sign. A key log
+(``CLIENT_RANDOM``) entry for the session's client random, or the device's persisted
+session (master secret and both randoms), does; the latter also decrypts resumed
+connections that show no handshake at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from dissector.coap import CoapError
+from dissector.coap import decode as coap_decode
+from dissector.dtls.crypto import RecordDecryptError, RecordProtection, key_block
+from dissector.dtls.handshake import Certificate, ClientHello, ServerHello
+from dissector.dtls.keys import PersistedSession
+from dissector.dtls.records import CT_TLS12_CID, DtlsRecord
+from dissector.dtls.session import (
+    Alert,
+    ApplicationData,
+    ChangeCipherSpec,
+    DtlsConnection,
+    HandshakeMessage,
+    KeepAlive,
+)
+from dissector.model import Direction, Finding, Severity
+from dissector.particle import ExchangeTracker
+from dissector.protocol.events import (
+    EncryptedInfo,
+    Event,
+    FindingEvent,
+    HandshakeBlob,
+    MessageEvent,
+    SessionKeys,
+)
+from dissector.protocol.session import CheckStatus, SessionInfo
+
+if TYPE_CHECKING:
+    from dissector.keys import KeyRing
+
+D2C = Direction.DEVICE_TO_CLOUD
+C2D = Direction.CLOUD_TO_DEVICE
+
+#: The DTLS handshake checklist, in protocol order (key, human label).
+DTLS_CHECKS: tuple[tuple[str, str], ...] = (
+    ("client_hello", "device sent ClientHello"),
+    ("cookie", "cookie exchange (HelloVerifyRequest)"),
+    ("server_hello", "cloud sent ServerHello"),
+    ("device_certificate", "device sent its raw public key"),
+    ("device_known", "device public key is in the key ring"),
+    ("finished", "ChangeCipherSpec both ways"),
+    ("keys", "session secrets known (key log or persisted session)"),
+    ("device_hello", "device Hello (or a ping on a resumed session)"),
+)
+
+_ECDHE_TRUTH = (
+    "the device's and the cloud's EC private keys cannot decrypt DTLS (ECDHE: they only "
+    "sign); a key log (CLIENT_RANDOM) or the device's persisted session can"
+)
+
+
+class DtlsSession:
+    """One Particle DTLS session, possibly spread over several UDP flows (moves)."""
+
+    def __init__(
+        self,
+        session_id: str,
+        keyring: KeyRing,
+        *,
+        persisted: PersistedSession | None = None,
+        resumed_from: str | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.keyring = keyring
+        self.info = SessionInfo(id=session_id, transport="dtls", checklist=DTLS_CHECKS)
+        self.conn = DtlsConnection(self._lookup, session=session_id)
+        self.tracker = ExchangeTracker(transport="udp", session=session_id)
+        self._missing_reported = False
+        self._keys_event_sent = False
+        self.handshake_started = False
+        self._ccs_seen: set[Direction] = set()
+        self._awaiting_finished: set[Direction] = set()
+        if persisted is not None:
+            self.conn.resume(persisted)
+            self.info.outcome = "resumed"
+            self.info.key_source = f"persisted session ({persisted.layout})"
+            self.info.checks["keys"].set(CheckStatus.PASSED, "persisted session")
+            for key in ("client_hello", "cookie", "server_hello", "device_certificate", "finished"):
+                self.info.checks[key].set(CheckStatus.NOT_SEEN, "resumed without handshake")
+        elif resumed_from is not None:
+            self.info.outcome = "resumed"
+
+    # -- public sans-IO interface ------------------------------------------------------
+
+    @property
+    def device_id(self) -> str | None:
+        return self.info.device_id
+
+    @property
+    def device_cid(self) -> bytes | None:
+        return self.conn.device_cid
+
+    @property
+    def has_keys(self) -> bool:
+        return self.conn.export_session() is not None and self._secret_known()
+
+    def receive_datagram(self, direction: Direction, data: bytes, ts: float) -> list[Event]:
+        """Feed one UDP payload seen in ``direction`` at ``ts``."""
+        self.info.touch(ts)
+        self.info.stats[direction].bytes += len(data)
+        events: list[Event] = []
+        for dev in self.conn.receive(direction, data, ts):
+            if isinstance(dev, ApplicationData):
+                events += self._on_application(dev)
+            elif isinstance(dev, HandshakeMessage):
+                events += self._on_handshake(dev)
+            elif isinstance(dev, Finding):
+                dev.session = self.session_id
+                events.append(FindingEvent(self._explain(dev)))
+            elif isinstance(dev, Alert):
+                events += self._on_alert(dev)
+            elif isinstance(dev, ChangeCipherSpec):
+                events.append(self._blob(dev.direction, dev.ts, "ChangeCipherSpec", {}))
+                self._ccs_seen.add(dev.direction)
+                self._awaiting_finished.add(dev.direction)
+                if len(self._ccs_seen) == 2:
+                    self.info.checks["finished"].set(CheckStatus.PASSED)
+            elif isinstance(dev, KeepAlive):
+                continue
+        if self.conn.device_id is not None and self.info.device_id is None:
+            self._set_device_id(self.conn.device_id.hex(), "254 move-session trailer")
+        return events
+
+    def end(self, ts: float) -> list[Event]:
+        """End of capture: final checklist, and the session secrets for a key log."""
+        events: list[Event] = []
+        checks = self.info.checks
+        if checks["keys"].status is CheckStatus.NOT_SEEN and not self._secret_known():
+            checks["keys"].set(CheckStatus.FAILED, self._missing_text())
+        if self.info.outcome == "open":
+            self.info.outcome = "established" if self._secret_known() else "closed"
+        exported = self.conn.export_session()
+        if exported is not None and exported.master is not None:
+            events.append(
+                SessionKeys(
+                    self.session_id,
+                    "CLIENT_RANDOM",
+                    exported.client_random,
+                    exported.master,
+                    self.info.key_source or "",
+                )
+            )
+        return events
+
+    def trial(self, direction: Direction, record: DtlsRecord) -> bool:
+        """Whether this session's keys open ``record`` (to follow a moved session)."""
+        exported = self.conn.export_session()
+        return exported is not None and trial_decrypt(exported, direction, record)
+
+    # -- events --------------------------------------------------------------------------
+
+    def _on_application(self, dev: ApplicationData) -> list[Event]:
+        if dev.duplicate:
+            return []  # a byte-identical record (same epoch and sequence) is shown once
+        direction = dev.direction
+        if direction in self._awaiting_finished:
+            self._awaiting_finished.discard(direction)
+            if dev.plaintext is None and dev.record.content_type == CT_TLS12_CID:
+                # A CID record hides its real type; the first one after ChangeCipherSpec
+                # is the sender's (encrypted) Finished.
+                info = {"inferred": "first record after ChangeCipherSpec"}
+                return [self._blob(direction, dev.ts, "EncryptedHandshake", info)]
+        stats = self.info.stats[direction]
+        stats.messages += 1
+        msg = MessageEvent(
+            session=self.session_id,
+            direction=direction,
+            ts=dev.ts,
+            wire_length=dev.record.wire_length,
+            device_id=self.info.device_id,
+            transport="dtls",
+        )
+        events: list[Event] = [msg]
+        if dev.plaintext is None:
+            reason = dev.reason or "not decrypted"
+            if dev.record.content_type == CT_TLS12_CID:
+                reason += " (a connection-ID record hides its real type: CoAP or an alert)"
+            msg.encrypted = EncryptedInfo(len(dev.record.fragment), reason)
+            if not self._missing_reported and not self._secret_known():
+                self._missing_reported = True
+                events.append(
+                    self._finding(
+                        Severity.WARNING,
+                        "decrypt.missing_key",
+                        self._missing_text(),
+                        dev.ts,
+                        direction,
+                    )
+                )
+            return events
+        if self.info.checks["keys"].status is CheckStatus.NOT_SEEN:
+            self.info.checks["keys"].set(CheckStatus.PASSED, self.info.key_source or "key log")
+        try:
+            coap = coap_decode(dev.plaintext)
+        except CoapError as exc:
+            msg.encrypted = EncryptedInfo(
+                len(dev.record.fragment), f"decrypted but not valid CoAP: {exc}", dev.plaintext
+            )
+            events.append(
+                self._finding(
+                    Severity.ERROR,
+                    "coap.malformed",
+                    f"decrypted record is not valid CoAP: {exc}",
+                    dev.ts,
+                    direction,
+                )
+            )
+            return events
+        stats.decrypted += 1
+        msg.coap = coap
+        obs = self.tracker.observe(coap, direction, dev.ts)
+        msg.observation = obs
+        msg.retransmission = obs.retransmission
+        for finding in obs.findings:
+            finding.session = self.session_id
+            if finding.direction is None:
+                finding.direction = direction
+            events.append(FindingEvent(finding))
+        if direction is D2C and self.info.checks["device_hello"].status is CheckStatus.NOT_SEEN:
+            if obs.kind == "Hello":
+                self.info.hello = obs.decoded
+                self.info.checks["device_hello"].set(CheckStatus.PASSED)
+                device_id = (obs.decoded or {}).get("device_id")
+                if isinstance(device_id, str) and len(device_id) == 24:
+                    self._set_device_id(device_id, "Hello")
+            elif obs.kind == "Ping" and self.info.outcome == "resumed":
+                self.info.checks["device_hello"].set(
+                    CheckStatus.PASSED, "resumed session: ping instead of Hello"
+                )
+        msg.device_id = self.info.device_id
+        return events
+
+    def _on_handshake(self, dev: HandshakeMessage) -> list[Event]:
+        self.handshake_started = True
+        if dev.encrypted or dev.msg_type == 20:
+            self._awaiting_finished.discard(dev.direction)
+        checks = self.info.checks
+        info: dict[str, Any] = {}
+        msg = dev.msg
+        if dev.retransmission:
+            info["retransmission"] = True
+        if dev.error:
+            info["error"] = dev.error
+        if isinstance(msg, ClientHello):
+            self.info.handshake_seen = True
+            if msg.cookie:
+                checks["cookie"].set(CheckStatus.PASSED, f"{len(msg.cookie)}-byte cookie")
+            elif checks["cookie"].status is CheckStatus.NOT_SEEN:
+                checks["cookie"].set(CheckStatus.NOT_SEEN, "no cookie round (yet)")
+            checks["client_hello"].set(CheckStatus.PASSED)
+        elif isinstance(msg, ServerHello):
+            checks["server_hello"].set(CheckStatus.PASSED)
+            if not self._secret_known():
+                checks["keys"].set(CheckStatus.FAILED, self._missing_text())
+            else:
+                self.info.key_source = self.info.key_source or "key log"
+        elif isinstance(msg, Certificate) and dev.direction is D2C:
+            der = self.conn.device_public_key
+            if der is not None:
+                fp = self.keyring.fingerprint(der)
+                info["device_public_key_fingerprint"] = fp
+                checks["device_certificate"].set(CheckStatus.PASSED, fp[:16])
+                entry = self.keyring.entry_for(der)
+                if entry is None:
+                    checks["device_known"].set(
+                        CheckStatus.NOT_CHECKABLE, "no matching EC key in the key ring"
+                    )
+                else:
+                    checks["device_known"].set(CheckStatus.PASSED, _source(entry))
+                    if entry.device_id:
+                        self._set_device_id(entry.device_id, "device public key in key ring")
+                self.info.device_key_fingerprint = fp
+        if msg is not None:
+            info.update(_jsonable(msg))
+        return [self._blob(dev.direction, dev.ts, dev.name, info)]
+
+    def _on_alert(self, dev: Alert) -> list[Event]:
+        name = dev.description_name or "encrypted alert"
+        severity = Severity.ERROR if dev.fatal else Severity.INFO
+        who = "device" if dev.direction is D2C else "cloud"
+        if dev.description == 0:
+            self.info.closed_by = who
+        elif dev.fatal:
+            self.info.outcome = "handshake failed" if not self._secret_known() else "failed"
+        return [
+            self._blob(dev.direction, dev.ts, "Alert", {"level": dev.level, "description": name}),
+            self._finding(
+                severity,
+                f"dtls.alert.{name}",
+                f"the {who} sent a DTLS alert: {name}",
+                dev.ts,
+                dev.direction,
+            ),
+        ]
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _lookup(self, client_random: bytes) -> bytes | None:
+        master = self.keyring.nss_master(client_random)
+        if master is not None and self.info.key_source is None:
+            self.info.key_source = "key log"
+        return master
+
+    def _secret_known(self) -> bool:
+        exported = self.conn.export_session()
+        return exported is not None and exported.master is not None
+
+    def _missing_text(self) -> str:
+        cr = self.conn.client_random
+        if self.info.outcome == "resumed" and not self.info.handshake_seen:
+            text = (
+                "resumed session (no handshake on the wire) and no persisted session matches: "
+                "the device's persisted session (master secret and randoms) is needed"
+            )
+        elif cr is not None:
+            text = f"handshake seen, but no key log entry for client random {cr.hex()}"
+        else:
+            text = "no handshake seen and no persisted session matches"
+        if self.keyring.ec_private_keys():
+            text += f"; note: {_ECDHE_TRUTH}"
+        return text
+
+    def _explain(self, finding: Finding) -> Finding:
+        if finding.code == "dtls.decrypt.no_key":
+            finding.code = "decrypt.missing_key"  # one code for "which key is missing"
+            finding.message = self._missing_text()
+            self._missing_reported = True
+        return finding
+
+    def _set_device_id(self, device_id: str, source: str) -> None:
+        if self.info.device_id is None:
+            self.info.device_id = device_id.lower()
+            self.info.device_id_source = source
+
+    def _blob(
+        self, direction: Direction, ts: float, step: str, info: dict[str, Any]
+    ) -> HandshakeBlob:
+        return HandshakeBlob(
+            session=self.session_id,
+            direction=direction,
+            ts=ts,
+            step=step,
+            raw=b"",
+            info=info,
+            device_id=self.info.device_id,
+            transport="dtls",
+        )
+
+    def _finding(
+        self,
+        severity: Severity,
+        code: str,
+        message: str,
+        ts: float,
+        direction: Direction | None,
+        **details: Any,
+    ) -> FindingEvent:
+        return FindingEvent(
+            Finding(severity, code, message, ts, self.session_id, direction, details)
+        )
+
+
+def trial_decrypt(session: PersistedSession, direction: Direction, record: DtlsRecord) -> bool:
+    """Whether the keys of ``session`` open ``record`` sent in ``direction``."""
+    if session.master is None:
+        return False
+    try:
+        kb = key_block(
+            session.master, session.client_random, session.server_random, session.ciphersuite
+        )
+    except KeyError:
+        return False
+    protection = (
+        RecordProtection.for_client(kb, session.encrypt_then_mac)
+        if direction is D2C
+        else RecordProtection.for_server(kb, session.encrypt_then_mac)
+    )
+    try:
+        protection.decrypt(record, record.cid)
+    except (RecordDecryptError, ValueError):
+        return False
+    return True
+
+
+def _source(entry: Any) -> str:
+    sources = getattr(entry, "sources", None) or ["key"]
+    return str(sources[0]).rsplit("/", 1)[-1]
+
+
+def _jsonable(obj: Any, depth: int = 0) -> Any:
+    """Dataclass handshake messages as JSON-friendly dicts (bytes as hex)."""
+    if depth > 4:
+        return None
+    if isinstance(obj, bytes | bytearray):
+        return bytes(obj).hex()
+    if isinstance(obj, Enum):
+        return obj.value
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: _jsonable(getattr(obj, f.name), depth + 1)
+            for f in dataclasses.fields(obj)
+            if not f.name.startswith("_")
+        }
+    if isinstance(obj, list | tuple):
+        return [_jsonable(x, depth + 1) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, int | float | str | bool) or obj is None:
+        return obj
+    return str(obj)

@@ -1,0 +1,160 @@
+"""Follow Particle DTLS sessions across UDP flows.
+
+UDP is connectionless and Particle devices move: a session persisted by the device is
+resumed from a new address or port with no handshake on the wire. A datagram from an
+unknown flow is attached to a session by, in order:
+
+1. a ClientHello (epoch 0): a new session with a full handshake;
+2. its connection ID (record types 25/253): the session that negotiated it, or a
+   persisted session in the key ring with that CID;
+3. its 254 move-session trailer (device ID): the session of that device;
+4. trial decryption with every known session's keys and every persisted session;
+5. otherwise: a new session whose records stay encrypted, with a finding saying that
+   the device's persisted session is what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from dissector.capture.packets import UdpDatagram
+from dissector.dtls.records import CT_APPLICATION_DATA, CT_HANDSHAKE, CT_TLS12_CID, parse_datagram
+from dissector.model import Direction, Finding, Severity
+from dissector.protocol.dtls import DtlsSession, trial_decrypt
+from dissector.protocol.events import Event, FindingEvent
+
+if TYPE_CHECKING:
+    from dissector.keys import KeyRing
+
+DEFAULT_UDP_PORTS = frozenset({5684})
+_CLIENT_HELLO = 1
+
+FlowKey = tuple[str, int, str, int]
+
+
+class DtlsFlowTracker:
+    """Map UDP flows to :class:`DtlsSession` objects and feed them datagrams."""
+
+    def __init__(self, keyring: KeyRing, ports: Iterable[int] = DEFAULT_UDP_PORTS) -> None:
+        self.keyring = keyring
+        self.ports = frozenset(ports)
+        self.sessions: list[DtlsSession] = []
+        self._flows: dict[FlowKey, DtlsSession] = {}
+        self._by_cid: dict[bytes, DtlsSession] = {}
+        self._by_device: dict[str, DtlsSession] = {}
+        self._count = 0
+
+    def wants(self, dgram: UdpDatagram) -> bool:
+        return dgram.dst_port in self.ports or dgram.src_port in self.ports
+
+    def feed(self, dgram: UdpDatagram) -> tuple[list[Event], DtlsSession | None]:
+        """Process one datagram; returns its events and the session if it is new."""
+        if dgram.dst_port in self.ports:
+            direction = Direction.DEVICE_TO_CLOUD
+            key: FlowKey = (dgram.src_ip, dgram.src_port, dgram.dst_ip, dgram.dst_port)
+        else:
+            direction = Direction.CLOUD_TO_DEVICE
+            key = (dgram.dst_ip, dgram.dst_port, dgram.src_ip, dgram.src_port)
+        events: list[Event] = []
+        session = self._flows.get(key)
+        new: DtlsSession | None = None
+        if session is None or _starts_handshake(dgram.payload, session):
+            session, new, note = self._attach(key, direction, dgram)
+            if note is not None:
+                events.append(FindingEvent(note))
+            self._flows[key] = session
+        events += session.receive_datagram(direction, dgram.payload, dgram.ts)
+        self._index(session)
+        return events, new
+
+    def finish(self, ts: float) -> list[tuple[DtlsSession, list[Event]]]:
+        """End every session (capture end)."""
+        return [(s, s.end(ts)) for s in self.sessions]
+
+    # -- attaching a flow --------------------------------------------------------------
+
+    def _new(self, key: FlowKey, **kwargs: object) -> DtlsSession:
+        self._count += 1
+        session = DtlsSession(f"dtls-{self._count}", self.keyring, **kwargs)  # type: ignore[arg-type]
+        session.info.device_endpoint = (key[0], key[1])
+        session.info.cloud_endpoint = (key[2], key[3])
+        self.sessions.append(session)
+        return session
+
+    def _attach(
+        self, key: FlowKey, direction: Direction, dgram: UdpDatagram
+    ) -> tuple[DtlsSession, DtlsSession | None, Finding | None]:
+        parsed = parse_datagram(dgram.payload)
+        if any(r.content_type == CT_HANDSHAKE and r.epoch == 0 for r in parsed.records):
+            session = self._new(key)
+            return session, session, None
+        protected = [
+            r
+            for r in parsed.records
+            if r.content_type in (CT_APPLICATION_DATA, CT_TLS12_CID) and r.epoch > 0
+        ]
+        cid = next((r.cid for r in protected if r.cid), None)
+        found: DtlsSession | None = None
+        how = ""
+        if cid is not None and cid in self._by_cid:
+            found, how = self._by_cid[cid], f"its connection ID {cid.hex()}"
+        device_id = parsed.device_id.hex() if parsed.device_id else None
+        if found is None and device_id and device_id in self._by_device:
+            found, how = self._by_device[device_id], f"its device ID {device_id}"
+        if found is None and protected:
+            for candidate in reversed(self.sessions):
+                if candidate.trial(direction, protected[0]):
+                    found, how = candidate, "trial decryption"
+                    break
+        if found is not None:
+            moved = Finding(
+                Severity.INFO,
+                "dtls.session.moved",
+                f"session {found.session_id} continues from a new address "
+                f"{key[0]}:{key[1]} (matched by {how})",
+                dgram.ts,
+                found.session_id,
+                direction,
+                {"device": f"{key[0]}:{key[1]}"},
+            )
+            found.info.device_endpoint = (key[0], key[1])
+            return found, None, moved
+        for persisted in self.keyring.persisted_sessions():
+            match = cid is not None and persisted.cid == cid
+            if match or (protected and trial_decrypt(persisted, direction, protected[0])):
+                session = self._new(key, persisted=persisted)
+                return session, session, None
+        session = self._new(key, resumed_from="unknown")
+        note: Finding | None = None
+        if protected:
+            note = Finding(
+                Severity.WARNING,
+                "dtls.session.unknown_resume",
+                "datagrams of a session whose handshake is not in the capture (a resumed or "
+                "moved session) and no persisted session or known session matches them: "
+                "the device's persisted session (master secret and randoms) is needed",
+                dgram.ts,
+                session.session_id,
+                direction,
+            )
+        return session, session, note
+
+    def _index(self, session: DtlsSession) -> None:
+        cid = session.device_cid
+        if cid:
+            self._by_cid[cid] = session
+        if session.device_id:
+            self._by_device[session.device_id] = session
+
+
+def _starts_handshake(payload: bytes, session: DtlsSession) -> bool:
+    """A ClientHello with a new client random on a known flow starts a new session."""
+    if len(payload) < 13 + 12 + 2 + 32 or payload[0] != CT_HANDSHAKE:
+        return False
+    if payload[3:5] != b"\x00\x00" or payload[13] != _CLIENT_HELLO:
+        return False
+    body = 13 + 12
+    random = payload[body + 2 : body + 34]
+    current = session.conn.client_random
+    return current is not None and random != current
