@@ -16,57 +16,15 @@ from typing import Any, TextIO
 import click
 
 from dissector import __version__
+from dissector.cli.common import EXIT_FINDINGS, colour_wanted, fail, key_options
+from dissector.keys import KeyRing
 from dissector.model import Severity
-
-EXIT_FINDINGS = 1
-EXIT_ERROR = 2
-
-
-def _fail(message: str) -> None:
-    click.echo(f"particle-dissect: error: {message}", err=True)
-    sys.exit(EXIT_ERROR)
-
-
-def _colour_wanted(stream: TextIO) -> bool:
-    if os.environ.get("NO_COLOR"):
-        return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="particle-dissect")
 def main() -> None:
     """See inside Particle (Spark) device-to-cloud traffic."""
-
-
-def build_keyring(
-    keys: tuple[str, ...],
-    server_keys: tuple[str, ...],
-    device_keys: tuple[str, ...],
-    keylogs: tuple[str, ...],
-    session_blobs: tuple[str, ...] = (),
-) -> Any:
-    """Load every key source named on the command line into a fresh KeyRing."""
-    from dissector.keys import KeyFileError, KeyRing
-
-    ring = KeyRing()
-    try:
-        for path in keys:
-            if not os.path.exists(path):
-                raise KeyFileError(f"{path}: no such file or directory")
-            ring.load(path)
-        for path in server_keys:
-            ring.load(path, role="server")
-        for path in device_keys:
-            ring.load(path, role="device")
-        for path in keylogs:
-            ring.load(path, role="keylog")
-        for path in session_blobs:
-            ring.load(path, role="session")
-    except KeyFileError as exc:
-        _fail(str(exc))
-    return ring
 
 
 def _progress(items: Iterator[Any], enabled: bool) -> Iterator[Any]:
@@ -86,47 +44,7 @@ def _progress(items: Iterator[Any], enabled: bool) -> Iterator[Any]:
 
 @main.command()
 @click.argument("captures", nargs=-1, required=True)
-@click.option(
-    "--keys",
-    "keys",
-    multiple=True,
-    metavar="PATH",
-    help="Key file or directory, recognised by content (repeatable).",
-)
-@click.option(
-    "--server-key",
-    "server_keys",
-    multiple=True,
-    metavar="FILE",
-    help="Cloud RSA private key (PEM/DER): unwraps the identity message.",
-)
-@click.option(
-    "--device-key",
-    "device_keys",
-    multiple=True,
-    metavar="FILE",
-    help="Device RSA private key (PEM/DER, slot dumps ok): decrypts frames.",
-)
-@click.option(
-    "--keylog",
-    "keylogs",
-    multiple=True,
-    metavar="FILE",
-    help="Session key log: PARTICLE_TCP lines (TCP), NSS CLIENT_RANDOM lines (DTLS).",
-)
-@click.option(
-    "--session-blob",
-    "session_blobs",
-    multiple=True,
-    metavar="FILE",
-    help="A device's persisted DTLS session (binary SessionPersistData or its text form).",
-)
-@click.option(
-    "--write-keylog",
-    metavar="FILE",
-    help="Write a key log line (PARTICLE_TCP, NSS CLIENT_RANDOM) for every session whose "
-    "secrets were recovered.",
-)
+@key_options
 @click.option(
     "--port",
     "ports",
@@ -171,11 +89,7 @@ def _progress(items: Iterator[Any], enabled: bool) -> Iterator[Any]:
 )
 def dissect(
     captures: tuple[str, ...],
-    keys: tuple[str, ...],
-    server_keys: tuple[str, ...],
-    device_keys: tuple[str, ...],
-    keylogs: tuple[str, ...],
-    session_blobs: tuple[str, ...],
+    keyring: KeyRing,
     write_keylog: str | None,
     ports: tuple[int, ...],
     udp_ports: tuple[int, ...],
@@ -198,20 +112,20 @@ def dissect(
     from dissector.protocol.events import SessionKeys
     from dissector.udp_flows import DEFAULT_UDP_PORTS
 
-    ring = build_keyring(keys, server_keys, device_keys, keylogs, session_blobs)
+    ring = keyring
     # Open every input before writing anything: a fatal error leaves stdout empty.
     try:
         reader = CaptureReader(list(captures))
     except CaptureFormatError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
-        _fail(_os_error(exc))
+        fail(_os_error(exc))
     try:
         out: TextIO = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
         keylog_writer = KeyLogWriter(write_keylog) if write_keylog else None
     except OSError as exc:
-        _fail(_os_error(exc))
-    writer = make_writer(fmt, out, colour=_colour_wanted(out))
+        fail(_os_error(exc))
+    writer = make_writer(fmt, out, colour=colour_wanted(out))
     dissector = Dissector(
         ring, tcp_ports=ports or DEFAULT_TCP_PORTS, udp_ports=udp_ports or DEFAULT_UDP_PORTS
     )
@@ -246,9 +160,9 @@ def dissect(
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(EXIT_FINDINGS)
     except CaptureFormatError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
-        _fail(_os_error(exc))
+        fail(_os_error(exc))
     finally:
         if keylog_writer is not None:
             keylog_writer.close()

@@ -1,0 +1,117 @@
+"""Pieces every ``particle-dissect`` command shares: key options, errors, colour."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import click
+
+from dissector.keys import KeyRing
+
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+
+def fail(message: str) -> None:
+    click.echo(f"particle-dissect: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def colour_wanted(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def build_keyring(
+    keys: tuple[str, ...],
+    server_keys: tuple[str, ...],
+    device_keys: tuple[str, ...],
+    keylogs: tuple[str, ...],
+    session_blobs: tuple[str, ...] = (),
+) -> KeyRing:
+    """Load every key source named on the command line into a fresh KeyRing."""
+    from dissector.keys import KeyFileError
+
+    ring = KeyRing()
+    try:
+        for path in keys:
+            if not os.path.exists(path):
+                raise KeyFileError(f"{path}: no such file or directory")
+            ring.load(path)
+        for path in server_keys:
+            ring.load(path, role="server")
+        for path in device_keys:
+            ring.load(path, role="device")
+        for path in keylogs:
+            ring.load(path, role="keylog")
+        for path in session_blobs:
+            ring.load(path, role="session")
+    except KeyFileError as exc:
+        fail(str(exc))
+    return ring
+
+
+def key_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The key flags of every command: --keys, --server-key, --device-key, --keylog,
+    --session-blob. The wrapped command receives a ready ``keyring`` argument instead."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["keyring"] = build_keyring(
+            kwargs.pop("keys"),
+            kwargs.pop("server_keys"),
+            kwargs.pop("device_keys"),
+            kwargs.pop("keylogs"),
+            kwargs.pop("session_blobs"),
+        )
+        return func(*args, **kwargs)
+
+    decorated: Callable[..., Any] = wrapper
+    decorated = click.option(
+        "--write-keylog",
+        metavar="FILE",
+        help="Write a key log line (PARTICLE_TCP, NSS CLIENT_RANDOM) for every session whose "
+        "secrets were recovered.",
+    )(decorated)
+    decorated = click.option(
+        "--session-blob",
+        "session_blobs",
+        multiple=True,
+        metavar="FILE",
+        help="A device's persisted DTLS session (binary SessionPersistData or its text form).",
+    )(decorated)
+    decorated = click.option(
+        "--keylog",
+        "keylogs",
+        multiple=True,
+        metavar="FILE",
+        help="Session key log: PARTICLE_TCP lines (TCP), NSS CLIENT_RANDOM lines (DTLS).",
+    )(decorated)
+    decorated = click.option(
+        "--device-key",
+        "device_keys",
+        multiple=True,
+        metavar="FILE",
+        help="Device RSA private key (PEM/DER, slot dumps ok): decrypts frames.",
+    )(decorated)
+    decorated = click.option(
+        "--server-key",
+        "server_keys",
+        multiple=True,
+        metavar="FILE",
+        help="Cloud RSA private key (PEM/DER): unwraps the identity message.",
+    )(decorated)
+    decorated = click.option(
+        "--keys",
+        "keys",
+        multiple=True,
+        metavar="PATH",
+        help="Key file or directory, recognised by content (repeatable).",
+    )(decorated)
+    return decorated
