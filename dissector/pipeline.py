@@ -157,29 +157,27 @@ class Dissector:
         tracked = self._tracked.get(conn.id)
         if isinstance(sev, ConnectionOpened):
             if tracked is None:
-                tracked = self._track(conn, sev.ts, sev.syn_seen)
+                tracked = self._track(conn, sev.syn_seen)
             return [] if tracked.session is None else [SessionStarted(tracked.session.info, sev.ts)]
         if tracked is None:
-            tracked = self._track(conn, sev.ts, conn.syn_seen)
-        events: list[PipelineEvent] = []
-        if tracked.session is None:
-            if isinstance(sev, StreamData | StreamGap):
-                tracked.pending.append(sev)
-                if isinstance(sev, StreamData):
-                    self._decide_roles(tracked, sev.side)
-                if tracked.session is not None:
-                    events.append(SessionStarted(tracked.session.info, sev.ts))
-                    pending, tracked.pending = tracked.pending, []
-                    for item in pending:
-                        events += self._deliver(tracked, item)
-            if isinstance(sev, ConnectionClosed):
-                return events + self._maybe_end(tracked, sev)
-            return events
+            tracked = self._track(conn, conn.syn_seen)
         if isinstance(sev, ConnectionClosed):
             return self._maybe_end(tracked, sev)
-        return self._deliver(tracked, sev)
+        if tracked.session is not None:
+            return self._deliver(tracked, sev)
+        # Roles still unknown (ambiguous ports, no SYN): the cloud speaks first.
+        tracked.pending.append(sev)
+        if not isinstance(sev, StreamData):
+            return []
+        self._decide_roles(tracked, sev.side)
+        assert tracked.session is not None
+        events: list[PipelineEvent] = [SessionStarted(tracked.session.info, sev.ts)]
+        pending, tracked.pending = tracked.pending, []
+        for item in pending:
+            events += self._deliver(tracked, item)
+        return events
 
-    def _track(self, conn: Connection, ts: float, syn_seen: bool) -> _Tracked:
+    def _track(self, conn: Connection, syn_seen: bool) -> _Tracked:
         cloud_side = self._cloud_side(conn)
         tracked = _Tracked(conn, None, cloud_side)
         self._tracked[conn.id] = tracked
@@ -244,7 +242,7 @@ class Dissector:
             return []
         direction = None if sev.side is None else self._direction(tracked, sev.side)
         events: list[PipelineEvent] = list(session.receive_close(direction, sev.ts, sev.reason))
-        finished = sev.reason in ("rst", "timeout", "end_of_capture") or len(session._closed) == 2
+        finished = sev.reason in ("rst", "timeout", "end_of_capture") or session.closed_both_ways
         if finished:
             events += self._end(tracked.conn.id, sev.ts)
         return events

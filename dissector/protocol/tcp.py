@@ -149,6 +149,11 @@ class TcpConnection:
                     stamps.append(pending)
         return min(stamps) if stamps else None
 
+    @property
+    def closed_both_ways(self) -> bool:
+        """True once both directions were closed (FIN each way)."""
+        return len(self._closed) == 2
+
     def receive_data(self, direction: Direction, data: bytes, ts: float) -> list[Event]:
         """Feed stream bytes seen in ``direction`` at ``ts``."""
         self._last_ts = ts
