@@ -10,9 +10,11 @@ event name as one Uri-Path option and a legacy 3-byte Max-Age; the cloud splits 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from dissector.coap import ACK, CON, NON, CoapMessage, CoapOption
 from dissector.coap.options import CONTENT_FORMAT, MAX_AGE, URI_PATH, URI_QUERY
+from dissector.simulate.errors import SimulationError
 
 __all__ = [
     "CHANGED",
@@ -53,7 +55,17 @@ def _uint(value: int, width: int | None = None) -> bytes:
     """Big-endian unsigned integer, ``width`` bytes or as few as needed (0 → empty)."""
     if width is None:
         width = (value.bit_length() + 7) // 8
-    return value.to_bytes(width, "big")
+    try:
+        return value.to_bytes(width, "big")
+    except OverflowError:
+        raise SimulationError(f"{value} does not fit an unsigned {width}-byte field") from None
+
+
+def _pack(fmt: str, *values: Any) -> bytes:
+    try:
+        return struct.pack(fmt, *values)
+    except struct.error as exc:
+        raise SimulationError(f"value out of range for {fmt!r}: {exc}") from None
 
 
 def _text(value: str | bytes) -> bytes:
@@ -64,17 +76,17 @@ def _path(*segments: str | bytes) -> list[CoapOption]:
     return [CoapOption(URI_PATH, _text(s)) for s in segments]
 
 
-# -- values ---------------------------------------------------------------------------
+# -- values --------------------------------------------------------------------------------
 
 
 def int32_value(value: int) -> bytes:
     """An int32 variable value or function result: 4 bytes big-endian, signed."""
-    return struct.pack(">i", value)
+    return _pack(">i", value)
 
 
 def double_value(value: float) -> bytes:
     """A double variable value: 8 bytes IEEE-754 little-endian (the device's order)."""
-    return struct.pack("<d", value)
+    return _pack("<d", value)
 
 
 def bool_value(value: bool) -> bytes:
@@ -82,7 +94,7 @@ def bool_value(value: bool) -> bytes:
     return b"\x01" if value else b"\x00"
 
 
-# -- hello ----------------------------------------------------------------------------
+# -- hello ---------------------------------------------------------------------------------
 
 
 def hello_payload(
@@ -102,25 +114,22 @@ def hello_payload(
 
     ``"A"`` (2014 Core, 6 bytes), ``"B"`` (0.4.2..2.x; 8 bytes on TCP, 22 with a
     ``device_id`` as on UDP) or ``"C"`` (3.0+; 20 bytes plus the device ID on UDP).
+    Raises :class:`SimulationError` for an unknown variant or out-of-range fields.
     """
     if variant == "A":
-        return struct.pack(">HHBB", product_id, product_version, 0, flags & 0xFF)
+        return _pack(">HHBB", product_id, product_version, 0, flags)
     if variant == "B":
-        out = struct.pack(">HHBBH", product_id, product_version, 0, flags & 0xFF, platform_id)
+        out = _pack(">HHBBH", product_id, product_version, 0, flags, platform_id)
         if device_id:
-            out += struct.pack(">H", len(device_id)) + device_id
+            out += _pack(">H", len(device_id)) + device_id
         return out
     if variant == "C":
         return (
-            struct.pack(
-                ">HHHHBB", product_id, product_version, flags, platform_id, 0, len(device_id)
-            )
+            _pack(">HHHHBB", product_id, product_version, flags, platform_id, 0, len(device_id))
             + device_id
-            + struct.pack(
-                ">HHIH", system_version, max_message_size, max_binary_size, ota_chunk_size
-            )
+            + _pack(">HHIH", system_version, max_message_size, max_binary_size, ota_chunk_size)
         )
-    raise ValueError(f"unknown Hello variant {variant!r} (expected 'A', 'B' or 'C')")
+    raise SimulationError(f"unknown Hello variant {variant!r} (expected 'A', 'B' or 'C')")
 
 
 def hello(
@@ -137,7 +146,7 @@ def hello(
     )
 
 
-# -- events -----------------------------------------------------------------------------
+# -- events --------------------------------------------------------------------------------
 
 
 def event(
@@ -185,7 +194,7 @@ def subscribe(
     return CoapMessage(type=CON if confirmable else NON, code=GET, mid=mid, options=options)
 
 
-# -- requests of the cloud ------------------------------------------------------------------
+# -- requests of the cloud -----------------------------------------------------------------
 
 
 def function_call(
@@ -218,7 +227,7 @@ def signal(mid: int, token: bytes, on: bool) -> CoapMessage:
     return CoapMessage(type=CON, code=PUT, mid=mid, token=token, options=options)
 
 
-# -- requests of the device ---------------------------------------------------------------
+# -- requests of the device ----------------------------------------------------------------
 
 
 def time_request(mid: int, token: bytes) -> CoapMessage:
@@ -231,7 +240,7 @@ def ping(mid: int) -> CoapMessage:
     return CoapMessage(type=CON, code=0, mid=mid)
 
 
-# -- responses ----------------------------------------------------------------------------------
+# -- responses -----------------------------------------------------------------------------
 
 
 def empty_ack(mid: int, token: bytes = b"") -> CoapMessage:
@@ -268,4 +277,4 @@ def variable_value(
 
 def time_response(mid: int, token: bytes, unix_time: int) -> CoapMessage:
     """ACK 2.05 with the 4-byte big-endian Unix time."""
-    return ack(mid, CONTENT, token, struct.pack(">I", unix_time & 0xFFFFFFFF))
+    return ack(mid, CONTENT, token, _pack(">I", unix_time))

@@ -39,6 +39,8 @@ class ByteSource:
         Drawing from a fork never changes what this source draws next, so adding a random
         detail in one place does not shift every other random byte of a session.
         """
+        if self.seed is None:
+            return ByteSource(None)
         return ByteSource(f"{self.seed!r}/{label}")
 
     def __repr__(self) -> str:
