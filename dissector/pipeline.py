@@ -242,7 +242,10 @@ class Dissector:
             return []
         direction = None if sev.side is None else self._direction(tracked, sev.side)
         events: list[PipelineEvent] = list(session.receive_close(direction, sev.ts, sev.reason))
-        finished = sev.reason in ("rst", "timeout", "end_of_capture") or session.closed_both_ways
+        finished = (
+            sev.reason in ("rst", "timeout", "end_of_capture", "reused", "evicted")
+            or session.closed_both_ways
+        )
         if finished:
             events += self._end(tracked.conn.id, sev.ts)
         return events

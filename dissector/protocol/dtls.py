@@ -188,6 +188,8 @@ class DtlsSession:
             wire_length=dev.record.wire_length,
             device_id=self.info.device_id,
             transport="dtls",
+            ciphertext=dev.record.fragment,
+            plaintext=dev.plaintext,
         )
         events: list[Event] = [msg]
         if dev.plaintext is None:

@@ -33,6 +33,9 @@ class HandshakeBlob:
     info: dict[str, Any] = field(default_factory=dict)
     device_id: str | None = None
     transport: str = "tcp"
+    #: The decrypted blob (identity plaintext or the 40 credential bytes): secret
+    #: material for the Scapy view; never written to records.
+    plaintext: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -64,6 +67,10 @@ class MessageEvent:
     stream_offset: int = -1
     retransmission: bool = False
     transport: str = "tcp"
+    #: The frame's ciphertext (TCP: without the length prefix; DTLS: the record fragment)
+    #: and, when decrypted, the plaintext: for the Scapy view and exports.
+    ciphertext: bytes = field(default=b"", repr=False)
+    plaintext: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)

@@ -384,7 +384,7 @@ class TcpConnection:
             checks["device_key_match"].set(
                 CheckStatus.NOT_CHECKABLE, "legacy 52-byte identity carries no public key"
             )
-        events.insert(0, self._blob(D2C, unit, "identity", info))
+        events.insert(0, self._blob(D2C, unit, "identity", info, plaintext))
         return events
 
     def _on_session_key(self, unit: Unit) -> list[Event]:
@@ -493,7 +493,7 @@ class TcpConnection:
                             C2D,
                         )
                     )
-        events.insert(0, self._blob(C2D, unit, "session_key", info))
+        events.insert(0, self._blob(C2D, unit, "session_key", info, creds_bytes))
         self._keys_settled = True
         if self._creds is None:
             events += self._settle_without_key(unit.ts)
@@ -559,6 +559,7 @@ class TcpConnection:
             wire_length=unit.wire_length,
             device_id=self.info.device_id,
             stream_offset=unit.offset,
+            ciphertext=ct,
         )
         events.append(msg)
         if side.cbc is None:
@@ -612,6 +613,7 @@ class TcpConnection:
                 )
             )
             return events
+        msg.plaintext = result.plaintext
         try:
             coap = coap_decode(result.plaintext)
         except CoapError as exc:
@@ -837,7 +839,12 @@ class TcpConnection:
         )
 
     def _blob(
-        self, direction: Direction, unit: Unit, step: str, info: dict[str, Any]
+        self,
+        direction: Direction,
+        unit: Unit,
+        step: str,
+        info: dict[str, Any],
+        plaintext: bytes | None = None,
     ) -> HandshakeBlob:
         return HandshakeBlob(
             session=self.session_id,
@@ -847,6 +854,7 @@ class TcpConnection:
             raw=unit.payload,
             info=info,
             device_id=self.info.device_id,
+            plaintext=plaintext,
         )
 
     def _finding(
