@@ -77,6 +77,12 @@ def _progress(items: Iterator[Any], enabled: bool) -> Iterator[Any]:
     show_default=True,
 )
 @click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print each message's full layer tree as Scapy's Packet.show() does.",
+)
+@click.option(
     "--fail-on",
     type=click.Choice(["info", "warning", "error"]),
     help="Exit 1 when findings of at least this severity occurred.",
@@ -96,6 +102,7 @@ def dissect(
     device_filter: str | None,
     kinds: tuple[str, ...],
     fmt: str,
+    verbose: bool,
     fail_on: str | None,
     output: str | None,
 ) -> None:
@@ -151,6 +158,9 @@ def dissect(
                 and Severity(rec["severity"]).rank >= threshold
             ):
                 tripped = True
+            if verbose and rec["record"] in ("message", "handshake"):
+                out.write(_verbose_block(rec, event))
+                continue
             writer.write(rec)
         writer.close()
         _note_skipped(ring)
@@ -170,6 +180,17 @@ def dissect(
             out.close()
     if tripped:
         sys.exit(EXIT_FINDINGS)
+
+
+def _verbose_block(rec: dict[str, Any], event: Any) -> str:
+    """One message for ``--verbose``: a summary line, then Scapy's ``show()`` tree."""
+    from dissector.output.writers import summary_of
+    from dissector.scapy import show_message  # imports Scapy: only on this path
+
+    kind = rec.get("kind") or f"handshake:{rec.get('step')}"
+    head = f"{rec['ts']:.6f} {rec['session']} {rec['direction']} {kind}: {summary_of(rec)}"
+    tree = show_message(event)
+    return f"{head}\n{tree}\n" if tree else f"{head}\n\n"
 
 
 def _os_error(exc: OSError) -> str:
