@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from dissector.capture.packets import UdpDatagram
 from dissector.dtls.records import CT_APPLICATION_DATA, CT_HANDSHAKE, CT_TLS12_CID, parse_datagram
+from dissector.dtls.session import SessionCache
 from dissector.model import Direction, Finding, Severity
 from dissector.protocol.dtls import DtlsSession, trial_decrypt
 from dissector.protocol.events import Event, FindingEvent
@@ -43,7 +44,15 @@ class DtlsFlowTracker:
         self._flows: dict[FlowKey, DtlsSession] = {}
         self._by_cid: dict[bytes, DtlsSession] = {}
         self._by_device: dict[str, DtlsSession] = {}
+        self._superseded: dict[FlowKey, DtlsSession] = {}
         self._count = 0
+        # Session ID -> master secret, shared by every session of the capture, so that an
+        # abbreviated handshake (session-ID resumption) decrypts with the master secret of
+        # the session that created the ID (its handshake seen earlier, or a persisted
+        # session that carries the ID).
+        self.session_cache = SessionCache()
+        for persisted in keyring.persisted_sessions():
+            self.session_cache.add_persisted(persisted)
 
     def wants(self, dgram: UdpDatagram) -> bool:
         return dgram.dst_port in self.ports or dgram.src_port in self.ports
@@ -60,10 +69,14 @@ class DtlsFlowTracker:
         session = self._flows.get(key)
         new: DtlsSession | None = None
         if session is None or _starts_handshake(dgram.payload, session):
+            if session is not None:
+                self._superseded[key] = session
             session, new, note = self._attach(key, direction, dgram)
             if note is not None:
                 events.append(FindingEvent(note))
             self._flows[key] = session
+        elif key in self._superseded:
+            session = self._route_superseded(key, session, direction, dgram.payload)
         events += session.receive_datagram(direction, dgram.payload, dgram.ts)
         self._index(session)
         return events, new
@@ -72,11 +85,31 @@ class DtlsFlowTracker:
         """End every session (capture end)."""
         return [(s, s.end(ts)) for s in self.sessions]
 
+    def _route_superseded(
+        self, key: FlowKey, session: DtlsSession, direction: Direction, payload: bytes
+    ) -> DtlsSession:
+        """A new ClientHello took this flow. Until the new session opens a record, records
+        that the session it replaced opens stay with that one: a stray or spoofed
+        ClientHello, or a new handshake that never completes, does not take them."""
+        record = next((r for r in parse_datagram(payload).records if r.epoch > 0), None)
+        if record is None:
+            return session
+        if session.trial(direction, record):
+            del self._superseded[key]
+            return session
+        previous = self._superseded[key]
+        return previous if previous.trial(direction, record) else session
+
     # -- attaching a flow --------------------------------------------------------------
 
     def _new(self, key: FlowKey, **kwargs: object) -> DtlsSession:
         self._count += 1
-        session = DtlsSession(f"dtls-{self._count}", self.keyring, **kwargs)  # type: ignore[arg-type]
+        session = DtlsSession(
+            f"dtls-{self._count}",
+            self.keyring,
+            session_cache=self.session_cache,
+            **kwargs,  # type: ignore[arg-type]
+        )
         session.info.device_endpoint = (key[0], key[1])
         session.info.cloud_endpoint = (key[2], key[3])
         self.sessions.append(session)

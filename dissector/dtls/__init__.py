@@ -29,17 +29,20 @@ from .records import DatagramParse, DtlsRecord, parse_datagram
 from .session import (
     Alert,
     ApplicationData,
+    CachedSession,
     ChangeCipherSpec,
     DtlsConnection,
     DtlsEvent,
     HandshakeMessage,
     KeepAlive,
+    SessionCache,
 )
 
 __all__ = [
     "SUITES",
     "Alert",
     "ApplicationData",
+    "CachedSession",
     "ChangeCipherSpec",
     "CipherSuite",
     "DatagramParse",
@@ -54,6 +57,7 @@ __all__ = [
     "PersistedSession",
     "RecordDecryptError",
     "RecordProtection",
+    "SessionCache",
     "SessionPersistError",
     "derive_master",
     "key_block",

@@ -14,11 +14,16 @@ and timestamp; it returns the events it found, in record order:
 The device is the DTLS client: ``Direction.DEVICE_TO_CLOUD`` is client→server. Keys come
 from ``secrets_lookup(client_random) -> master | None`` (e.g. an NSS key log) once both
 hellos are seen, or from :meth:`DtlsConnection.resume` with a persisted session when the
-connection has no handshake on the wire (spec §6.5). ``receive`` never raises on bad input.
+connection has no handshake on the wire (spec §6.5). An abbreviated handshake (session-ID
+resumption: the ServerHello echoes the ClientHello's session ID, then the server's
+ChangeCipherSpec and Finished come first) reuses the master secret of the session that
+created the ID: from the key log (by the new client random) or from a :class:`SessionCache`
+shared by the connections of one capture. ``receive`` never raises on bad input.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -164,6 +169,70 @@ class KeepAlive:
 DtlsEvent = HandshakeMessage | ApplicationData | Alert | ChangeCipherSpec | KeepAlive | Finding
 
 
+# --------------------------------------------------------------------------- session cache
+
+
+@dataclass(slots=True)
+class CachedSession:
+    """A session known by its session ID: what an abbreviated handshake resumes.
+
+    ``owner`` labels the connection (or persisted session) that created it; ``device_id``
+    (24 hex characters) may be filled in later by whoever learns the device's ID, so that
+    a resumption can name the device before any Hello.
+    """
+
+    session_id: bytes
+    master: bytes
+    cipher_suite: int
+    owner: str | None = None
+    device_id: str | None = None
+
+
+class SessionCache:
+    """Session ID → master secret of the sessions of one capture (RFC 5246 §7.3 resumption).
+
+    Share one cache between the :class:`DtlsConnection` objects of a capture: a full
+    handshake whose master secret is known stores its session ID here, and a later
+    abbreviated handshake that resumes the ID decrypts with it even when the key log has no
+    line for its own client random. Bounded: the oldest entries go first.
+    """
+
+    __slots__ = ("_entries", "limit")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._entries: OrderedDict[bytes, CachedSession] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, session_id: bytes) -> CachedSession | None:
+        """The entry for ``session_id`` (empty IDs are never cached)."""
+        return self._entries.get(session_id) if session_id else None
+
+    def put(self, entry: CachedSession) -> CachedSession:
+        """Store ``entry`` and return the cached one (an existing entry with the same
+        master secret is kept, with what it already knows)."""
+        if not entry.session_id:
+            return entry
+        old = self._entries.get(entry.session_id)
+        if old is not None and old.master == entry.master:
+            return old
+        self._entries[entry.session_id] = entry
+        self._entries.move_to_end(entry.session_id)
+        while len(self._entries) > self.limit:
+            self._entries.popitem(last=False)
+        return entry
+
+    def add_persisted(self, persisted: PersistedSession, owner: str | None = None) -> None:
+        """Cache a persisted session's master under its session ID (if it has both)."""
+        if persisted.session_id and persisted.master is not None:
+            label = owner or f"persisted session ({persisted.layout})"
+            self.put(
+                CachedSession(persisted.session_id, persisted.master, persisted.ciphersuite, label)
+            )
+
+
 # --------------------------------------------------------------------------- state
 
 
@@ -171,6 +240,7 @@ class _Params:
     """Security parameters of one handshake (or persisted session) and their keys."""
 
     __slots__ = (
+        "abbreviated",
         "client_random",
         "cloud_cid",
         "device_cid",
@@ -178,12 +248,18 @@ class _Params:
         "extended_master_secret",
         "master",
         "missing_reported",
+        "opened",
         "prot",
         "server_random",
+        "session_id",
+        "source",
         "suite",
     )
 
     def __init__(self) -> None:
+        self.session_id = b""
+        self.abbreviated = False
+        self.source: str | None = None  # where the master secret came from
         self.client_random: bytes | None = None
         self.server_random: bytes | None = None
         self.suite: int | None = None
@@ -194,6 +270,7 @@ class _Params:
         self.master: bytes | None = None
         self.prot: tuple[RecordProtection, RecordProtection] | None = None
         self.missing_reported = False
+        self.opened = False  # a record opened with these keys (the secret is right)
 
 
 class _Replay:
@@ -228,6 +305,30 @@ class _Replay:
         return False
 
 
+class _Recent:
+    """The last records of one direction by (epoch, sequence number), to drop network
+    duplicates: a byte-identical record with the same epoch and sequence number. (A DTLS
+    retransmission always gets a new sequence number, so it is never dropped here.)"""
+
+    __slots__ = ("_seen",)
+
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[tuple[int, int], int] = OrderedDict()
+
+    def duplicate(self, rec: DtlsRecord) -> bool:
+        key = (rec.epoch, rec.seq)
+        digest = hash((rec.header, rec.fragment))
+        seen = self._seen
+        if seen.get(key) == digest:
+            return True
+        seen[key] = digest
+        if len(seen) > self.LIMIT:
+            seen.popitem(last=False)
+        return False
+
+
 _D2C = Direction.DEVICE_TO_CLOUD
 _C2D = Direction.CLOUD_TO_DEVICE
 
@@ -239,7 +340,11 @@ class DtlsConnection:
     ``session`` labels the findings. Public attributes after the handshake:
     :attr:`client_random`, :attr:`server_random`, :attr:`cipher_suite`,
     :attr:`device_cid`, :attr:`cookie`, :attr:`device_public_key`, :attr:`device_id`
-    (from a type-254 trailer) and :attr:`resumed`.
+    (from a type-254 trailer), :attr:`resumed` (started from a persisted session),
+    :attr:`abbreviated` (session-ID resumption on the wire), :attr:`session_id`,
+    :attr:`key_source` and :attr:`resumed_entry`. ``session_cache`` (shared by the
+    connections of a capture) lets an abbreviated handshake decrypt with the master secret
+    of the session that created its session ID.
     """
 
     def __init__(
@@ -248,14 +353,17 @@ class DtlsConnection:
         *,
         session: str | None = None,
         default_cid_len: int = DEFAULT_CID_LEN,
+        session_cache: SessionCache | None = None,
     ) -> None:
         self._lookup = secrets_lookup
         self.session = session
+        self.session_cache = session_cache
         self._default_cid_len = default_cid_len
         self._hs = _Params()
         self._epochs: dict[Direction, dict[int, _Params]] = {_D2C: {}, _C2D: {}}
         self._reasm = {_D2C: HandshakeReassembler(), _C2D: HandshakeReassembler()}
         self._replay = {_D2C: _Replay(), _C2D: _Replay()}
+        self._recent = {_D2C: _Recent(), _C2D: _Recent()}
         self._client_dir = _D2C
         self._last_out: tuple[int, int] | None = None
         self._moved_reported = False
@@ -265,6 +373,8 @@ class DtlsConnection:
         self.resumed = False
         self.client_hello: ClientHello | None = None
         self.server_hello: ServerHello | None = None
+        self.cache_entry: CachedSession | None = None
+        self.resumed_entry: CachedSession | None = None
 
     # ------------------------------------------------------------------ public state
 
@@ -285,6 +395,23 @@ class DtlsConnection:
         """CID the device puts in its records (assigned by the cloud's ServerHello)."""
         return self._hs.device_cid
 
+    @property
+    def session_id(self) -> bytes:
+        """The session ID the ServerHello (or the persisted session) gave, ``b""`` if none."""
+        return self._hs.session_id
+
+    @property
+    def abbreviated(self) -> bool:
+        """True when the ServerHello resumed the ClientHello's session ID (no key exchange,
+        no certificates: the master secret is the one of the session that created the ID)."""
+        return self._hs.abbreviated
+
+    @property
+    def key_source(self) -> str | None:
+        """Where the master secret came from: ``"key log"``, ``"persisted session"`` or
+        ``"session ID resumption of <owner>"``; None while it is unknown."""
+        return self._hs.source
+
     # ------------------------------------------------------------------ entry points
 
     def resume(self, persisted: PersistedSession) -> None:
@@ -300,11 +427,14 @@ class DtlsConnection:
         p.device_cid = persisted.cid
         p.encrypt_then_mac = persisted.encrypt_then_mac
         p.master = persisted.master
+        p.session_id = persisted.session_id
+        p.source = "persisted session" if persisted.master is not None else None
         self._hs = p
         self._client_dir = _D2C
         self._epochs[_D2C][max(persisted.out_epoch, 1)] = p
         self._epochs[_C2D][max(persisted.in_epoch, 1)] = p
         self.resumed = True
+        self._remember(p)
 
     def export_session(self) -> PersistedSession | None:
         """The current session as a :class:`PersistedSession` (to resume a moved flow),
@@ -319,6 +449,7 @@ class DtlsConnection:
             server_random=p.server_random,
             master=master,
             ciphersuite=p.suite,
+            session_id=p.session_id,
             cid=p.device_cid,
             out_epoch=out_epoch,
             out_seq=out_seq,
@@ -361,7 +492,21 @@ class DtlsConnection:
         cid = p.device_cid if direction is self._client_dir else p.cloud_cid
         return len(cid) if cid else self._default_cid_len
 
+    def _duplicate(self, d: Direction, rec: DtlsRecord, ts: float, events: list[DtlsEvent]) -> bool:
+        """A byte-identical repeat of a recent record (a duplicated datagram) is processed
+        once. Application data (and CID records, whose type is hidden) still yield an event
+        marked duplicate; the rest nothing. Decrypted application data skips this (the
+        replay window flags it, cheaper on the hot path)."""
+        if not self._recent[d].duplicate(rec):
+            return False
+        if rec.content_type in (CT_APPLICATION_DATA, CT_TLS12_CID):
+            events.append(ApplicationData(d, ts, None, rec, "duplicate record", True))
+        return True
+
     def _record(self, d: Direction, rec: DtlsRecord, ts: float, events: list[DtlsEvent]) -> None:
+        app = rec.content_type in (CT_APPLICATION_DATA, CT_TLS12_CID) and rec.epoch > 0
+        if not app and self._duplicate(d, rec, ts, events):
+            return
         if rec.moved and not self._moved_reported:
             self._moved_reported = True
             kind = "253 (CID)" if rec.wire_type == CT_MOVED_CID else "254 (device ID trailer)"
@@ -399,30 +544,42 @@ class DtlsConnection:
             self._check_cid(d, rec, ts, events)
         if d is self._client_dir:
             self._last_out = (rec.epoch, rec.seq + 1)
-        prot, reason = self._protection(d, rec.epoch, ts, events)
+        # Application and CID records are checked for duplicates here, not in _record:
+        # decrypted application data has the (cheaper) replay window.
+        app = rec.content_type in (CT_APPLICATION_DATA, CT_TLS12_CID)
+        prot, reason, params = self._protection(d, rec.epoch, ts, events)
         if prot is None:
-            self._undecryptable(d, rec, ts, reason, events)
+            if not (app and self._duplicate(d, rec, ts, events)):
+                self._undecryptable(d, rec, ts, reason, events)
             return
         try:
             ctype, content = prot.decrypt_typed(rec)
         except RecordDecryptError as exc:
+            if app and self._duplicate(d, rec, ts, events):
+                return
             reason = str(exc)
-            events.append(
-                self._finding(
-                    Severity.ERROR,
-                    "dtls.decrypt.failed",
-                    f"record epoch {rec.epoch} seq {rec.seq}: {reason}",
-                    ts,
-                    d,
-                    epoch=rec.epoch,
-                    seq=rec.seq,
+            message = f"record epoch {rec.epoch} seq {rec.seq}: {reason}"
+            details: dict[str, object] = {"epoch": rec.epoch, "seq": rec.seq}
+            if not params.opened and params.client_random is not None:
+                # Nothing of this session has opened yet: the secret itself may be wrong.
+                cr = params.client_random.hex()
+                message += (
+                    f" (no record has opened with the master secret for client random {cr}"
+                    f" from the {params.source or 'key log'}: if none does, that secret is"
+                    " wrong)"
                 )
+                details["client_random"] = cr
+            events.append(
+                self._finding(Severity.ERROR, "dtls.decrypt.failed", message, ts, d, **details)
             )
             self._undecryptable(d, rec, ts, reason, events)
             return
+        params.opened = True
         if ctype == CT_APPLICATION_DATA:
             dup = self._replay[d].seen(rec.epoch, rec.seq)
             events.append(ApplicationData(d, ts, content, rec, None, dup))
+        elif rec.content_type == CT_TLS12_CID and self._duplicate(d, rec, ts, events):
+            return  # (other record types were checked before decryption)
         elif ctype == CT_HANDSHAKE:
             self._handshake(d, content, ts, True, events)
         elif ctype == CT_ALERT:
@@ -469,13 +626,33 @@ class DtlsConnection:
             )
 
     def _master(self, p: _Params) -> bytes | None:
-        if p.master is None and p.client_random is not None and self._lookup is not None:
+        if p.master is not None or p.client_random is None:
+            return p.master
+        if self._lookup is not None:
             p.master = self._lookup(p.client_random)
+            if p.master is not None:
+                p.source = "key log"
+        if p.master is None and p.abbreviated and self.session_cache is not None:
+            entry = self.session_cache.get(p.session_id)
+            if entry is not None:
+                p.master = entry.master
+                p.source = f"session ID resumption of {entry.owner or 'an earlier session'}"
+        if p.master is not None:
+            self._remember(p)
         return p.master
+
+    def _remember(self, p: _Params) -> None:
+        """Put a session with a known master secret in the session cache."""
+        if self.session_cache is None or p.master is None or not p.session_id:
+            return
+        if p is not self._hs:
+            return
+        entry = CachedSession(p.session_id, p.master, p.suite or 0, self.session)
+        self.cache_entry = self.session_cache.put(entry)
 
     def _protection(
         self, d: Direction, epoch: int, ts: float, events: list[DtlsEvent]
-    ) -> tuple[RecordProtection | None, str]:
+    ) -> tuple[RecordProtection | None, str, _Params]:
         p = self._epochs[d].get(epoch)
         if p is None:
             # CCS not in the capture (or a resumed flow): use the newest parameters.
@@ -484,12 +661,17 @@ class DtlsConnection:
                 self._epochs[d][epoch] = p
         if p.prot is None:
             if p.client_random is None or p.server_random is None or p.suite is None:
-                return None, "no handshake or persisted session for this connection"
+                return None, "no handshake or persisted session for this connection", p
             if p.suite not in SUITES:
-                return None, f"unsupported cipher suite 0x{p.suite:04X}"
+                return None, f"unsupported cipher suite 0x{p.suite:04X}", p
             master = self._master(p)
             if master is None:
                 reason = f"no key log entry for client random {p.client_random.hex()}"
+                if p.abbreviated:
+                    reason += (
+                        f" (abbreviated handshake resuming session ID {p.session_id.hex()}: "
+                        "the key log entry of the session that created it would also do)"
+                    )
                 if not p.missing_reported:
                     p.missing_reported = True
                     events.append(
@@ -502,13 +684,13 @@ class DtlsConnection:
                             client_random=p.client_random.hex(),
                         )
                     )
-                return None, reason
+                return None, reason, p
             kb: KeyBlock = key_block(master, p.client_random, p.server_random, p.suite)
             p.prot = (
                 RecordProtection.for_client(kb, p.encrypt_then_mac),
                 RecordProtection.for_server(kb, p.encrypt_then_mac),
             )
-        return (p.prot[0] if d is self._client_dir else p.prot[1]), ""
+        return (p.prot[0] if d is self._client_dir else p.prot[1]), "", p
 
     def _ccs(self, d: Direction, rec: DtlsRecord, ts: float, events: list[DtlsEvent]) -> None:
         events.append(ChangeCipherSpec(d, ts, rec))
@@ -615,11 +797,19 @@ class DtlsConnection:
             self.cookie = msg.cookie
         elif isinstance(msg, ServerHello):
             self.server_hello = msg
+            ch = self.client_hello
             p = self._hs
+            if p.server_random != msg.random:
+                p.master = None  # a new ServerHello: a new (or resumed) master secret
+                p.source = None
             p.server_random = msg.random
             p.suite = msg.cipher_suite
+            p.session_id = msg.session_id
+            p.abbreviated = bool(ch and ch.session_id and ch.session_id == msg.session_id)
+            self.resumed_entry = None
+            if p.abbreviated and self.session_cache is not None:
+                self.resumed_entry = self.session_cache.get(msg.session_id)
             p.device_cid = msg.ext.connection_id
-            ch = self.client_hello
             p.encrypt_then_mac = bool(
                 msg.ext.encrypt_then_mac and ch is not None and ch.ext.encrypt_then_mac
             )

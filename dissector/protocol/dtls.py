@@ -31,6 +31,7 @@ from dissector.dtls.session import (
     DtlsConnection,
     HandshakeMessage,
     KeepAlive,
+    SessionCache,
 )
 from dissector.model import Direction, Finding, Severity
 from dissector.particle import ExchangeTracker
@@ -78,11 +79,12 @@ class DtlsSession:
         *,
         persisted: PersistedSession | None = None,
         resumed_from: str | None = None,
+        session_cache: SessionCache | None = None,
     ) -> None:
         self.session_id = session_id
         self.keyring = keyring
         self.info = SessionInfo(id=session_id, transport="dtls", checklist=DTLS_CHECKS)
-        self.conn = DtlsConnection(self._lookup, session=session_id)
+        self.conn = DtlsConnection(self._lookup, session=session_id, session_cache=session_cache)
         self.tracker = ExchangeTracker(transport="udp", session=session_id)
         self._missing_reported = False
         self._keys_event_sent = False
@@ -118,7 +120,11 @@ class DtlsSession:
         self.info.touch(ts)
         self.info.stats[direction].bytes += len(data)
         events: list[Event] = []
-        for dev in self.conn.receive(direction, data, ts):
+        produced = self.conn.receive(direction, data, ts)
+        if self.conn.device_id is not None and self.info.device_id is None:
+            # before the datagram's messages, so that they carry the device ID too
+            self._set_device_id(self.conn.device_id.hex(), "254 move-session trailer")
+        for dev in produced:
             if isinstance(dev, ApplicationData):
                 events += self._on_application(dev)
             elif isinstance(dev, HandshakeMessage):
@@ -126,6 +132,7 @@ class DtlsSession:
             elif isinstance(dev, Finding):
                 dev.session = self.session_id
                 events.append(FindingEvent(self._explain(dev)))
+                self._on_decrypt_failure(dev)
             elif isinstance(dev, Alert):
                 events += self._on_alert(dev)
             elif isinstance(dev, ChangeCipherSpec):
@@ -136,8 +143,9 @@ class DtlsSession:
                     self.info.checks["finished"].set(CheckStatus.PASSED)
             elif isinstance(dev, KeepAlive):
                 continue
-        if self.conn.device_id is not None and self.info.device_id is None:
-            self._set_device_id(self.conn.device_id.hex(), "254 move-session trailer")
+        entry = self.conn.cache_entry
+        if entry is not None and entry.device_id is None and self.info.device_id is not None:
+            entry.device_id = self.info.device_id  # for later resumptions of this session
         return events
 
     def end(self, ts: float) -> list[Event]:
@@ -180,7 +188,6 @@ class DtlsSession:
                 info = {"inferred": "first record after ChangeCipherSpec"}
                 return [self._blob(direction, dev.ts, "EncryptedHandshake", info)]
         stats = self.info.stats[direction]
-        stats.messages += 1
         msg = MessageEvent(
             session=self.session_id,
             direction=direction,
@@ -193,6 +200,7 @@ class DtlsSession:
         )
         events: list[Event] = [msg]
         if dev.plaintext is None:
+            stats.messages += 1
             reason = dev.reason or "not decrypted"
             if dev.record.content_type == CT_TLS12_CID:
                 reason += " (a connection-ID record hides its real type: CoAP or an alert)"
@@ -209,11 +217,12 @@ class DtlsSession:
                     )
                 )
             return events
-        if self.info.checks["keys"].status is CheckStatus.NOT_SEEN:
+        if self.info.checks["keys"].status is not CheckStatus.PASSED:
             self.info.checks["keys"].set(CheckStatus.PASSED, self.info.key_source or "key log")
         try:
             coap = coap_decode(dev.plaintext)
         except CoapError as exc:
+            stats.messages += 1
             msg.encrypted = EncryptedInfo(
                 len(dev.record.fragment), f"decrypted but not valid CoAP: {exc}", dev.plaintext
             )
@@ -227,11 +236,13 @@ class DtlsSession:
                 )
             )
             return events
-        stats.decrypted += 1
         msg.coap = coap
         obs = self.tracker.observe(coap, direction, dev.ts)
         msg.observation = obs
         msg.retransmission = obs.retransmission
+        if not obs.retransmission:  # a retransmitted CON is the same message: counted once
+            stats.messages += 1
+            stats.decrypted += 1
         for finding in obs.findings:
             finding.session = self.session_id
             if finding.direction is None:
@@ -271,10 +282,23 @@ class DtlsSession:
             checks["client_hello"].set(CheckStatus.PASSED)
         elif isinstance(msg, ServerHello):
             checks["server_hello"].set(CheckStatus.PASSED)
+            if self.conn.abbreviated:
+                self.info.outcome = "resumed"
+                for key in ("device_certificate", "device_known"):
+                    checks[key].set(
+                        CheckStatus.NOT_SEEN,
+                        "abbreviated handshake (session ID resumption): no certificates",
+                    )
+                resumed = self.conn.resumed_entry
+                if resumed is not None and resumed.device_id:
+                    self._set_device_id(
+                        resumed.device_id,
+                        f"session ID resumption of {resumed.owner or 'a session'}",
+                    )
             if not self._secret_known():
                 checks["keys"].set(CheckStatus.FAILED, self._missing_text())
             else:
-                self.info.key_source = self.info.key_source or "key log"
+                self.info.key_source = self.info.key_source or self.conn.key_source or "key log"
         elif isinstance(msg, Certificate) and dev.direction is D2C:
             der = self.conn.device_public_key
             if der is not None:
@@ -335,11 +359,30 @@ class DtlsSession:
             )
         elif cr is not None:
             text = f"handshake seen, but no key log entry for client random {cr.hex()}"
+            if self.conn.abbreviated:
+                text += (
+                    f" (abbreviated handshake resuming session ID {self.conn.session_id.hex()}:"
+                    " the key log entry or persisted session of the session that created that"
+                    " ID would also decrypt it)"
+                )
         else:
             text = "no handshake seen and no persisted session matches"
         if self.keyring.ec_private_keys():
             text += f"; note: {_ECDHE_TRUTH}"
         return text
+
+    def _on_decrypt_failure(self, finding: Finding) -> None:
+        """A tag/MAC failure before any record opened: the secret itself may be wrong."""
+        if finding.code != "dtls.decrypt.failed" or "client_random" not in finding.details:
+            return
+        keys = self.info.checks["keys"]
+        if keys.status is not CheckStatus.PASSED:
+            keys.set(
+                CheckStatus.FAILED,
+                f"the master secret for client random {finding.details['client_random']} "
+                f"({self.info.key_source or self.conn.key_source or 'key log'}) does not open "
+                "the records: wrong key log entry or persisted session",
+            )
 
     def _explain(self, finding: Finding) -> Finding:
         if finding.code == "dtls.decrypt.no_key":
