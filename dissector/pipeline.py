@@ -92,6 +92,12 @@ class Dissector:
         self._session_no = 0
         self._finding_counts: dict[tuple[str | None, str], int] = {}
 
+    def set_keyring(self, keyring: KeyRing) -> None:
+        """Use ``keyring`` for sessions that start from now on (a live capture reloading
+        its keys); TCP connections and DTLS sessions already running keep their ring."""
+        self.keyring = keyring
+        self.dtls.keyring = keyring
+
     # -- driving -----------------------------------------------------------------------
 
     def run(self, items: Iterable[RawPacket | Finding]) -> Iterator[PipelineEvent]:

@@ -17,6 +17,9 @@ import click
 
 from dissector import __version__
 from dissector.cli.common import EXIT_FINDINGS, colour_wanted, fail, key_options
+from dissector.cli.export import export
+from dissector.cli.report import report
+from dissector.cli.sniff import sniff
 from dissector.keys import KeyRing
 from dissector.model import Severity
 
@@ -207,6 +210,10 @@ def _note_skipped(ring: Any) -> None:
             f"note: {len(skipped)} files under --keys were not keys: {names}{more}", err=True
         )
 
+
+main.add_command(sniff)
+main.add_command(export)
+main.add_command(report)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
