@@ -139,3 +139,30 @@ def test_the_dissector_classifies_every_builder_as_meant() -> None:
         ts += 1
         wire = decode(encode(msg))
         assert tracker.observe(wire, direction, ts).kind == kind, msg
+
+
+def test_legacy_ota_and_key_change_builders_match_the_firmware_encodings() -> None:
+    # test-vectors §3.1: UpdateBegin, UpdateReady (2014 Core: no flag), chunk, UpdateDone,
+    # its ACK, ChunkMissed.
+    assert encode(m.update_begin(0xABD0, b"\x33")) == bytes.fromhex("4102abd033b175")
+    assert encode(m.update_ready(0x97B3, b"\x33")) == bytes.fromhex("514497b333")
+    assert encode(m.update_ready(1, b"\x01", fast=True)).endswith(b"\xff\x01")
+    data = b"not actually a valid firmware data chunk payload, but the header is fine"
+    assert (
+        encode(m.chunk(0xABD1, b"\x22", data, 0x01234567))
+        == bytes.fromhex("4102abd122b1634401234567ff") + data
+    )
+    assert encode(m.chunk_received(0x97B3, b"\x22", ok=False)) == bytes.fromhex("518097b322")
+    assert encode(m.update_done(0xABD2, b"\x11")) == bytes.fromhex("4103abd211b175")
+    assert encode(m.update_done_ack(0xABD2, b"\x11", complete=True)) == bytes.fromhex("6144abd211")
+    assert encode(m.chunk_missed(0x97B4, [0])) == bytes.fromhex("400197b4b163ff0000")
+    assert encode(m.chunk_missed(1, [3, 258], confirmable=False)).endswith(b"\xff\x00\x03\x01\x02")
+    params = m.update_begin_payload(fast=True, chunk_size=256, file_size=1500)
+    assert params == bytes.fromhex("01010000 0005dc 00 00000000".replace(" ", ""))
+    fast_chunk = decode(encode(m.chunk(2, b"\x05", b"ab", 7, index=3)))
+    assert fast_chunk.queries == [b"\x00\x00\x00\x07", b"\x00\x03"]
+    assert decode(encode(m.key_change(5, b"\x09", 1))).queries == [b"\x01"]
+    with pytest.raises(SimulationError):
+        m.chunk_missed(1, [])
+    with pytest.raises(SimulationError):
+        m.chunk_missed(1, list(range(41)))

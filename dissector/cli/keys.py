@@ -34,6 +34,11 @@ _DUMP_NAMES = {
 }
 
 
+#: A dump is larger than any key file (the smallest DCT slot ends at 646) and at most this.
+_MIN_DUMP = 640
+_MAX_DUMP = 64 * 1024 * 1024
+
+
 @click.group()
 def keys() -> None:
     """Make, explain and extract Particle key files."""
@@ -189,19 +194,12 @@ def describe_file(path: str) -> dict[str, Any]:
     from dissector.keys import KeyFileError, KeyRing, extract_keys_from_dump
 
     out: dict[str, Any] = {"file": path, "what": "", "items": [], "problems": []}
-    ring = KeyRing()
     try:
-        ring.load(path)
-    except KeyFileError as exc:
-        try:
-            data = Path(path).read_bytes()
-        except OSError:
-            data = b""
-        slots = extract_keys_from_dump(data) if data else []
-        if not slots:
-            out["what"] = "not a key file"
-            out["problems"].append(exc.reason)
-            return out
+        data = Path(path).read_bytes() if os.path.getsize(path) <= _MAX_DUMP else b""
+    except OSError:
+        data = b""
+    slots = extract_keys_from_dump(data) if len(data) > _MIN_DUMP else []
+    if slots:
         out["what"] = "device memory dump (DCT or Spark Core external flash)"
         for name, blob in slots:
             slot_ring = KeyRing()
@@ -214,6 +212,13 @@ def describe_file(path: str) -> dict[str, Any]:
                 item["slot"] = _DUMP_NAMES.get(name, name)
                 item["source"] = path
                 out["items"].append(item)
+        return out
+    ring = KeyRing()
+    try:
+        ring.load(path)
+    except KeyFileError as exc:
+        out["what"] = "not a key file"
+        out["problems"].append(exc.reason)
         return out
     items = ring.describe()
     sessions = ring.persisted_sessions()

@@ -18,7 +18,9 @@ import click
 from dissector import __version__
 from dissector.cli.common import EXIT_FINDINGS, colour_wanted, fail, key_options
 from dissector.cli.export import export
+from dissector.cli.keys import keys as keys_group
 from dissector.cli.report import report
+from dissector.cli.simulate import simulate
 from dissector.cli.sniff import sniff
 from dissector.keys import KeyRing
 from dissector.model import Severity
@@ -214,6 +216,8 @@ def _note_skipped(ring: Any) -> None:
 main.add_command(sniff)
 main.add_command(export)
 main.add_command(report)
+main.add_command(simulate)
+main.add_command(keys_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

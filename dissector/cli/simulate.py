@@ -48,7 +48,13 @@ def _list_scenarios() -> None:
     help="Key files or folders to use (cloud default_key.pem, device <id>.der/.pem); "
     "missing keys are generated from the seed.",
 )
-@click.option("--seed", default="0", show_default=True, help="Seed: the same seed, the same bytes.")
+@click.option(
+    "--seed",
+    default="0",
+    show_default=True,
+    metavar="N",
+    help="Seed: the same seed, the same bytes.",
+)
 @click.option(
     "--write-keys",
     metavar="DIR",

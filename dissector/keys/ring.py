@@ -158,7 +158,7 @@ class KeyRing:
             raise KeyFileError(f"expected {expected}, found {_what(result)}", name)
         if explicit and role in ("server", "device") and not result.keys:
             raise KeyFileError(f"expected {expected}, found {_what(result)}", name)
-        if explicit and role == "device" and any(k.transport for k in result.keys):
+        if explicit and role == "device" and all(k.transport for k in result.keys):
             raise KeyFileError(f"expected {expected}, found {_what(result)}", name)
         added = 0
         if result.keylog is not None:
@@ -174,6 +174,8 @@ class KeyRing:
         dev = sniffed.device_id or device_id
         if sniffed.transport is not None:
             key_role: str | None = "server"
+        elif sniffed.role is not None:  # the storage said (a dump's device key slot)
+            key_role = sniffed.role
         elif role in ("server", "device"):
             key_role = role
         else:

@@ -1,7 +1,8 @@
 """Recognise a key file by its content (never by its name).
 
 Understands RSA/EC keys in PEM or DER (PKCS#1, PKCS#8, SEC1, SPKI), DER followed by slot
-fill, 512/320-byte server key files, JSON files holding a PEM key, and key logs.
+fill, 512/320-byte server key files, JSON files holding a PEM key, key logs, and device
+memory dumps holding key slots (a DCT or a Spark Core's external flash, spec §1.4).
 Never raises: what is not understood comes back with a description of what was found.
 """
 
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
+from dissector.keys.dump import extract_keys_from_dump
 from dissector.keys.errors import KeyFileError
 from dissector.keys.keylog import KeyLogParse, parse_keylog
 from dissector.keys.serverfile import (
@@ -51,6 +53,7 @@ class SniffedKey:
     address: ServerAddress | None = None
     address_problem: str | None = None
     transport: str | None = None  # set for server key files
+    role: str | None = None  # set when the storage says whose key it is (dump slots)
 
     def __repr__(self) -> str:
         kind = "private" if self.private else "public"
@@ -230,7 +233,7 @@ def _sniff_text(text: str) -> SniffResult:
     return SniffResult(found="text that is neither PEM, JSON nor a key log")
 
 
-def _sniff_binary(data: bytes) -> SniffResult:
+def _sniff_binary(data: bytes, *, dumps: bool = True) -> SniffResult:
     if len(data) in (TCP_SERVER_KEY_FILE_LEN, UDP_SERVER_KEY_FILE_LEN):
         try:
             skf = parse_server_key_file(data)
@@ -248,14 +251,42 @@ def _sniff_binary(data: bytes) -> SniffResult:
                     ]
                 )
     total = der_total_length(data)
-    if total is None:
-        return SniffResult(found=f"unrecognised binary data ({len(data)} bytes)")
-    got = _sniff_der(bytes(data[:total]))
-    if isinstance(got, str):
-        return SniffResult(found=got)
+    got = _sniff_der(bytes(data[:total])) if total is not None else None
+    if got is None or isinstance(got, str):
+        if dumps:
+            dump = _sniff_dump(data)
+            if dump is not None:
+                return dump
+        return SniffResult(found=got or f"unrecognised binary data ({len(data)} bytes)")
+    assert total is not None
     extra = f" + {len(data) - total} fill bytes" if total < len(data) else ""
     got.form = _describe_form(got.key, "DER", extra)
     return SniffResult(keys=[got])
+
+
+#: Key slots of memory dumps: file name from :func:`extract_keys_from_dump` → (label, role).
+_DUMP_SLOTS = {
+    "device_rsa_key.der": ("device RSA key slot", "device"),
+    "tcp_server_key.der": ("TCP server key slot", "server"),
+    "device_ec_key.der": ("device EC key slot", "device"),
+    "udp_server_key.der": ("UDP server key slot", "server"),
+}
+#: Smallest dump worth searching: the DCT's device RSA key slot ends at 34 + 612.
+_MIN_DUMP_LEN = 646
+
+
+def _sniff_dump(data: bytes) -> SniffResult | None:
+    """The keys in a DCT or Spark Core external-flash dump, or None if it is not one."""
+    if len(data) < _MIN_DUMP_LEN:
+        return None
+    result = SniffResult()
+    for name, blob in extract_keys_from_dump(data):
+        label, role = _DUMP_SLOTS.get(name, (name, None))
+        for key in _sniff_binary(blob, dumps=False).keys:
+            key.form = f"{key.form}, {label} of a {len(data)}-byte memory dump"
+            key.role = role
+            result.keys.append(key)
+    return result if result.keys else None
 
 
 def sniff(data: bytes) -> SniffResult:

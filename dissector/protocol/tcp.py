@@ -175,8 +175,16 @@ class TcpConnection:
                 nbytes=nbytes,
             )
         ]
-        units, notes = self._sides[direction].stream.gap(nbytes, ts)
+        side = self._sides[direction]
+        units, notes = side.stream.gap(nbytes, ts)
         events += self._handle(direction, units, notes, ts)
+        if not side.stream.synced and not side.stream.in_handshake:
+            # Whole frames were lost: the next frame's IV (the first block of the frame
+            # before it) is unknown, as at a mid-session start.
+            side.prev_block = None
+            side.at_start = False
+            if side.cbc is not None:
+                side.cbc.iv = None
         return events
 
     def receive_close(self, direction: Direction | None, ts: float, reason: str) -> list[Event]:
@@ -407,6 +415,17 @@ class TcpConnection:
             self.keyring, self.info.device_id, self._identity_public, len(ciphertext)
         )
         tried: list[str] = []
+        # Keys on file for *this* device (by ID or by the public key it sent): if those
+        # fail, the key is wrong; if only other devices' keys fail, it is just missing.
+        own = [
+            e
+            for e in candidates
+            if (self.info.device_id is not None and e.device_id == self.info.device_id)
+            or (
+                self._identity_public is not None
+                and e.fingerprint == self.keyring.fingerprint(self._identity_public)
+            )
+        ]
         for device_key in candidates:
             try:
                 plaintext = rsa_decrypt_pkcs1v15(_rsa_private(device_key), ciphertext)
@@ -434,11 +453,13 @@ class TcpConnection:
             self._install(parse_credentials(plaintext), f"device key {_label(device_key)}")
             break
         if creds_bytes is None:
+            # Wrong when this device's own key failed, or (device unknown) every key did.
+            wrong = bool(own) or (bool(tried) and self.info.device_id is None)
             checks["session_key"].set(
-                CheckStatus.NOT_CHECKABLE if not tried else CheckStatus.FAILED,
-                self._missing_session_key_text(tried),
+                CheckStatus.FAILED if wrong else CheckStatus.NOT_CHECKABLE,
+                self._missing_session_key_text(tried if wrong else []),
             )
-            if tried:
+            if wrong:
                 events.append(
                     self._finding(
                         Severity.ERROR,

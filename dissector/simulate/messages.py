@@ -17,14 +17,20 @@ from dissector.coap.options import CONTENT_FORMAT, MAX_AGE, URI_PATH, URI_QUERY
 from dissector.simulate.errors import SimulationError
 
 __all__ = [
+    "BAD_REQUEST",
     "CHANGED",
+    "CHUNK_MISSED_MAX",
     "CONTENT",
     "DEFAULT_TTL",
     "GET",
+    "NOT_FOUND",
     "POST",
     "PUT",
     "ack",
     "bool_value",
+    "chunk",
+    "chunk_missed",
+    "chunk_received",
     "describe_request",
     "double_value",
     "empty_ack",
@@ -34,11 +40,17 @@ __all__ = [
     "hello",
     "hello_payload",
     "int32_value",
+    "key_change",
     "ping",
     "signal",
     "subscribe",
     "time_request",
     "time_response",
+    "update_begin",
+    "update_begin_payload",
+    "update_done",
+    "update_done_ack",
+    "update_ready",
     "variable_request",
     "variable_value",
 ]
@@ -48,7 +60,11 @@ POST = 0x02
 PUT = 0x03
 CHANGED = 0x44  # 2.04
 CONTENT = 0x45  # 2.05
+BAD_REQUEST = 0x80  # 4.00
+NOT_FOUND = 0x84  # 4.04
 DEFAULT_TTL = 60
+#: Most chunk indexes one ChunkMissed message carries (spec §5.1).
+CHUNK_MISSED_MAX = 40
 
 
 def _uint(value: int, width: int | None = None) -> bytes:
@@ -225,6 +241,78 @@ def signal(mid: int, token: bytes, on: bool) -> CoapMessage:
     """CON PUT ``s`` with one raw Uri-Query byte: 1 = start the LED signal, 0 = stop."""
     options = [*_path("s"), CoapOption(URI_QUERY, b"\x01" if on else b"\x00")]
     return CoapMessage(type=CON, code=PUT, mid=mid, token=token, options=options)
+
+
+def key_change(mid: int, token: bytes, value: int | None = None) -> CoapMessage:
+    """CON PUT ``k``; ``value`` adds one Uri-Query byte (1 = discard the session, UDP)."""
+    options = _path("k")
+    if value is not None:
+        options.append(CoapOption(URI_QUERY, _uint(value, 1)))
+    return CoapMessage(type=CON, code=PUT, mid=mid, token=token, options=options)
+
+
+# -- legacy OTA (spec §5.1) ---------------------------------------------------------------
+
+
+def update_begin_payload(
+    *,
+    fast: bool = False,
+    chunk_size: int = 256,
+    file_size: int = 0,
+    destination: int = 0,
+    address: int = 0,
+) -> bytes:
+    """The 12-byte UpdateBegin parameters: flags, chunk size, file size, destination, address."""
+    return _pack(">BHIBI", 1 if fast else 0, chunk_size, file_size, destination, address)
+
+
+def update_begin(mid: int, token: bytes, payload: bytes = b"") -> CoapMessage:
+    """CON POST ``u``: start a legacy OTA transfer (no payload on the 2014 Core)."""
+    return CoapMessage(
+        type=CON, code=POST, mid=mid, token=token, options=_path("u"), payload=payload
+    )
+
+
+def update_ready(mid: int, token: bytes, fast: bool | None = None) -> CoapMessage:
+    """Separate NON 2.04 UpdateReady with the request token; one flag byte unless ``fast`` is
+    None (the 2014 Core sends none)."""
+    payload = b"" if fast is None else bool_value(fast)
+    return CoapMessage(type=NON, code=CHANGED, mid=mid, token=token, payload=payload)
+
+
+def chunk(mid: int, token: bytes, data: bytes, crc: int, index: int | None = None) -> CoapMessage:
+    """CON POST ``c``: one chunk with its CRC-32 (Uri-Query, 4 bytes BE) and, in fast OTA,
+    its index (second Uri-Query, 2 bytes BE)."""
+    options = [*_path("c"), CoapOption(URI_QUERY, _uint(crc, 4))]
+    if index is not None:
+        options.append(CoapOption(URI_QUERY, _uint(index, 2)))
+    return CoapMessage(type=CON, code=POST, mid=mid, token=token, options=options, payload=data)
+
+
+def chunk_received(mid: int, token: bytes, ok: bool) -> CoapMessage:
+    """Separate NON ChunkReceived: 2.04 when the CRC matched, 4.00 when not."""
+    return CoapMessage(type=NON, code=CHANGED if ok else BAD_REQUEST, mid=mid, token=token)
+
+
+def update_done(mid: int, token: bytes) -> CoapMessage:
+    """CON PUT ``u``: the cloud has sent every chunk."""
+    return CoapMessage(type=CON, code=PUT, mid=mid, token=token, options=_path("u"))
+
+
+def update_done_ack(mid: int, token: bytes, complete: bool, payload: bytes = b"") -> CoapMessage:
+    """ACK 2.04 (every chunk received; optional validation text) or ACK 4.00 (chunks missing)."""
+    return ack(mid, CHANGED if complete else BAD_REQUEST, token, payload)
+
+
+def chunk_missed(mid: int, indexes: list[int], *, confirmable: bool = True) -> CoapMessage:
+    """GET ``c`` listing missing chunk indexes as u16 BE (CON on the 2014 Core and
+    SparkProtocol, NON from LightSSL firmware on TCP); at most :data:`CHUNK_MISSED_MAX`."""
+    if not indexes or len(indexes) > CHUNK_MISSED_MAX:
+        raise SimulationError(f"ChunkMissed lists 1..{CHUNK_MISSED_MAX} chunks, not {len(indexes)}")
+    payload = b"".join(_uint(i, 2) for i in indexes)
+    return CoapMessage(
+        type=CON if confirmable else NON, code=GET, mid=mid, options=_path("c"), payload=payload
+    )
 
 
 # -- requests of the device ----------------------------------------------------------------
