@@ -115,3 +115,24 @@ def key_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="Key file or directory, recognised by content (repeatable).",
     )(decorated)
     return decorated
+
+
+def port_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--port`` (TCP, default 5683) and ``--udp-port`` (DTLS, default 5684), repeatable;
+    the command receives ``ports`` and ``udp_ports`` tuples (empty = the defaults)."""
+    func = click.option(
+        "--udp-port",
+        "udp_ports",
+        multiple=True,
+        type=click.IntRange(1, 65535),
+        metavar="N",
+        help="UDP port of the cloud for DTLS (default 5684; repeatable).",
+    )(func)
+    return click.option(
+        "--port",
+        "ports",
+        multiple=True,
+        type=click.IntRange(1, 65535),
+        metavar="N",
+        help="TCP port of the cloud (default 5683; repeatable).",
+    )(func)

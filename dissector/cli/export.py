@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import click
 
-from dissector.cli.common import fail, key_options
+from dissector.cli.common import fail, key_options, port_options
 from dissector.keys import KeyRing
 
 
@@ -31,22 +31,7 @@ from dissector.keys import KeyRing
     help="pdu: Wireshark 'exported PDU' packets (link type 252) handed to its CoAP "
     "dissector, real ports kept; udp: synthesized IP/UDP packets, the cloud on port 5683.",
 )
-@click.option(
-    "--port",
-    "ports",
-    multiple=True,
-    type=int,
-    metavar="N",
-    help="TCP port of the cloud (default 5683; repeatable).",
-)
-@click.option(
-    "--udp-port",
-    "udp_ports",
-    multiple=True,
-    type=int,
-    metavar="N",
-    help="UDP port of the cloud for DTLS (default 5684; repeatable).",
-)
+@port_options
 def export(
     captures: tuple[str, ...],
     keyring: KeyRing,

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import click
 
 from dissector import __version__
-from dissector.cli.common import EXIT_FINDINGS, colour_wanted, fail, key_options
+from dissector.cli.common import EXIT_FINDINGS, colour_wanted, fail, key_options, port_options
 from dissector.cli.export import export
 from dissector.cli.keys import keys as keys_group
 from dissector.cli.report import report
@@ -50,22 +50,7 @@ def _progress(items: Iterator[Any], enabled: bool) -> Iterator[Any]:
 @main.command()
 @click.argument("captures", nargs=-1, required=True)
 @key_options
-@click.option(
-    "--port",
-    "ports",
-    multiple=True,
-    type=int,
-    metavar="N",
-    help="TCP port of the cloud (default 5683; repeatable).",
-)
-@click.option(
-    "--udp-port",
-    "udp_ports",
-    multiple=True,
-    type=int,
-    metavar="N",
-    help="UDP port of the cloud for DTLS (default 5684; repeatable).",
-)
+@port_options
 @click.option("--device", "device_filter", metavar="ID", help="Only records of this device ID.")
 @click.option(
     "--kind",

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import click
 
-from dissector.cli.common import colour_wanted, fail, key_options
+from dissector.cli.common import colour_wanted, fail, key_options, port_options
 from dissector.keys import KeyRing
 
 #: Output file suffix -> report format.
@@ -86,22 +86,7 @@ class _FirmwareSink:
 @click.command()
 @click.argument("captures", nargs=-1, required=True)
 @key_options
-@click.option(
-    "--port",
-    "ports",
-    multiple=True,
-    type=int,
-    metavar="N",
-    help="TCP port of the cloud (default 5683; repeatable).",
-)
-@click.option(
-    "--udp-port",
-    "udp_ports",
-    multiple=True,
-    type=int,
-    metavar="N",
-    help="UDP port of the cloud for DTLS (default 5684; repeatable).",
-)
+@port_options
 @click.option(
     "-o",
     "--output",

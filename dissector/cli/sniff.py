@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from dissector.cli.common import EXIT_ERROR, colour_wanted, fail, key_options
+from dissector.cli.common import EXIT_ERROR, colour_wanted, fail, key_options, port_options
 from dissector.keys import KeyRing
 
 _KEY_PARAMS = ("keys", "server_keys", "device_keys", "keylogs", "session_blobs")
@@ -26,22 +26,7 @@ _KEY_PARAMS = ("keys", "server_keys", "device_keys", "keylogs", "session_blobs")
     help="Capture filter (libpcap syntax). Default: the cloud ports, "
     "'tcp port 5683 or udp port 5684'.",
 )
-@click.option(
-    "--port",
-    "ports",
-    multiple=True,
-    type=click.IntRange(1, 65535),
-    metavar="N",
-    help="TCP port of the cloud (default 5683; repeatable).",
-)
-@click.option(
-    "--udp-port",
-    "udp_ports",
-    multiple=True,
-    type=click.IntRange(1, 65535),
-    metavar="N",
-    help="UDP port of the cloud for DTLS (default 5684; repeatable).",
-)
+@port_options
 @click.option(
     "-w",
     "--write",
