@@ -137,6 +137,11 @@ class LiveCapture:
             )
         self.linktype = linktype
         _setsockopts(self._sock)
+        # The kernel counts drops from the socket's creation: while Scapy compiled and
+        # attached the filter (receive buffer 0, socket not yet bound to the interface) it
+        # dropped every packet of the host on purpose. Reading the counters resets them.
+        with contextlib.suppress(OSError):
+            self._sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8)
         self._sock.setblocking(False)
 
     def fileno(self) -> int:

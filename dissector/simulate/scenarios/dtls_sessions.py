@@ -487,8 +487,8 @@ if __name__ == "__main__":
 
 
 def _keylog_line(builder: DtlsSessionBuilder) -> str | None:
-    """The session's NSS line, or None for a resumed session (no handshake, no new
-    client random)."""
+    """The session's NSS line (a resumed session logs the line of the session it resumes),
+    or None before any handshake."""
     try:
         return builder.keylog_line()
     except SimulationError:  # no session secrets (nothing to log)
