@@ -91,7 +91,10 @@ ALERT_DESCRIPTIONS: dict[int, str] = {
 @dataclass(slots=True)
 class HandshakeMessage:
     """A complete handshake message. ``msg`` is None when undecryptable or malformed
-    (see ``error``); ``msg_type`` is None when the record could not be decrypted."""
+    (see ``error``); ``msg_type`` is None when the record could not be decrypted.
+    ``raw`` is the reassembled message as one unfragmented handshake message (12-byte
+    header with offset 0 and fragment length = length, then the body); ``b""`` when the
+    record could not be decrypted."""
 
     direction: Direction
     ts: float
@@ -101,6 +104,7 @@ class HandshakeMessage:
     retransmission: bool = False
     encrypted: bool = False
     error: str | None = None
+    raw: bytes = b""
 
     @property
     def name(self) -> str:
@@ -737,9 +741,19 @@ class DtlsConnection:
                 events.append(
                     self._finding(Severity.WARNING, "dtls.handshake.malformed", error, ts, d)
                 )
+            length = len(raw.body).to_bytes(3, "big")
+            header = bytes((raw.msg_type,)) + length + raw.message_seq.to_bytes(2, "big") + bytes(3)
             events.append(
                 HandshakeMessage(
-                    d, ts, msg, raw.msg_type, raw.message_seq, raw.retransmission, encrypted, error
+                    d,
+                    ts,
+                    msg,
+                    raw.msg_type,
+                    raw.message_seq,
+                    raw.retransmission,
+                    encrypted,
+                    error,
+                    header + length + raw.body,
                 )
             )
             if msg is not None and not raw.retransmission:

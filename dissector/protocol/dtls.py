@@ -317,7 +317,7 @@ class DtlsSession:
                 self.info.device_key_fingerprint = fp
         if msg is not None:
             info.update(_jsonable(msg))
-        return [self._blob(dev.direction, dev.ts, dev.name, info)]
+        return [self._blob(dev.direction, dev.ts, dev.name, info, dev.raw)]
 
     def _on_alert(self, dev: Alert) -> list[Event]:
         name = dev.description_name or "encrypted alert"
@@ -397,14 +397,14 @@ class DtlsSession:
             self.info.device_id_source = source
 
     def _blob(
-        self, direction: Direction, ts: float, step: str, info: dict[str, Any]
+        self, direction: Direction, ts: float, step: str, info: dict[str, Any], raw: bytes = b""
     ) -> HandshakeBlob:
         return HandshakeBlob(
             session=self.session_id,
             direction=direction,
             ts=ts,
             step=step,
-            raw=b"",
+            raw=raw,
             info=info,
             device_id=self.info.device_id,
             transport="dtls",

@@ -10,7 +10,14 @@ Layers (field names as in the protocol spec):
   named (Particle's OTA options 2049-2077 included), not ``scapy.contrib.coap``;
 * payloads: :class:`ParticleHello` (variants A, B, B over UDP, C), :class:`ParticleTime`,
   :class:`ParticleFunctionReturn`, :class:`ParticleUpdateBegin`,
-  :class:`ParticleChunkMissed`, :class:`ParticleGoodbye`.
+  :class:`ParticleChunkMissed`, :class:`ParticleGoodbye`;
+* DTLS (UDP 5684, :mod:`dissector.scapy.dtls`, :mod:`dissector.scapy.dtls_handshake`):
+  :class:`ParticleDtlsDatagram` (records, move trailer :class:`ParticleDtlsMoveTrailer`),
+  :class:`ParticleDtlsRecord` (content types 20-23, 25, 253, 254; connection ID),
+  :class:`DtlsHandshake` with every handshake message (:class:`DtlsClientHello` ...
+  :class:`DtlsFinished`) and its extensions, :class:`DtlsAlert`,
+  :class:`DtlsChangeCipherSpec`, :class:`DtlsCiphertext` (decrypted view: the CoAP message,
+  behind :class:`DtlsInnerPlaintext` for a connection-ID record).
 
 An encrypted layer's payload is its decrypted view: it is shown and searchable
 (``pkt[CoAP]``) but ``bytes(layer)`` writes only the wire bytes.
@@ -67,11 +74,75 @@ frame decrypts back to the same message::
 
 Without ``sniff``: ``for pkt in ParticleSession(keyring=ring).decode(PcapReader(f))``.
 ``dissect --verbose`` uses :func:`show_message`.
+
+DTLS: each UDP datagram to or from port 5684 keeps its headers and carries its records;
+with a key log (or the device's persisted session) the core decrypts the application data::
+
+    >>> ring = KeyRing()
+    >>> ring.load("captures/keys/dtls-gen3-session.keylog")
+    1
+    >>> dtls = sniff(offline="captures/dtls-gen3-session.pcap",
+    ...              session=ParticleSession(keyring=ring))
+    >>> print(dtls[2].summary())
+    Ether / IP / UDP / Particle DTLS handshake 0/1: ClientHello seq=1
+    >>> hello = dtls[2][DtlsClientHello]
+    >>> len(hello.cookie), [ext.type for ext in hello.extensions][-3:]
+    (32, [254, 19, 20])
+    >>> record = dtls[6][ParticleDtlsRecord]
+    >>> print(record.mysummary())
+    DTLS tls12_cid 1/1 cid=4a4cb26e9d174efe
+    >>> print(dtls[6][CoAP].summary())
+    CoAP CON 0.02 POST mid=1 /h / Particle Hello (C) product=12 v65535 Argon
+    >>> record.content_type, record.cid.hex(), dtls[6][DtlsInnerPlaintext].padding_length
+    (25, '4a4cb26e9d174efe', 8)
+    >>> dtls[6][DtlsCiphertext].event.device_id
+    'e00fce681f2c4b7d9a3e5c60'
+
+Building: ``ParticleDtlsRecord(content_type="handshake") / DtlsHandshake() /
+DtlsClientHello(...)`` derives every length and the message type.
 """
 
 from __future__ import annotations
 
 from dissector.scapy.coap import CoAP, CoAPOption, attach_payload_layer, coap_layer
+from dissector.scapy.dtls import (
+    DtlsCiphertext,
+    DtlsInnerPlaintext,
+    ParticleDtlsDatagram,
+    ParticleDtlsMoveTrailer,
+    ParticleDtlsRecord,
+)
+from dissector.scapy.dtls_handshake import (
+    DtlsAlert,
+    DtlsCertificate,
+    DtlsCertificateEntry,
+    DtlsCertificateRequest,
+    DtlsCertificateVerify,
+    DtlsChangeCipherSpec,
+    DtlsClientHello,
+    DtlsClientKeyExchange,
+    DtlsDistinguishedName,
+    DtlsExtCertificateType,
+    DtlsExtCertificateTypes,
+    DtlsExtConnectionId,
+    DtlsExtEcPointFormats,
+    DtlsExtEncryptThenMac,
+    DtlsExtension,
+    DtlsExtExtendedMasterSecret,
+    DtlsExtRenegotiationInfo,
+    DtlsExtSignatureAlgorithms,
+    DtlsExtSupportedGroups,
+    DtlsFinished,
+    DtlsHandshake,
+    DtlsHandshakeFragment,
+    DtlsHelloRequest,
+    DtlsHelloVerifyRequest,
+    DtlsLayerError,
+    DtlsServerHello,
+    DtlsServerHelloDone,
+    DtlsServerKeyExchange,
+)
+from dissector.scapy.dtls_session import DtlsDecoder, event_layers
 from dissector.scapy.frame import (
     FrameError,
     ParticleFrame,
@@ -109,9 +180,43 @@ __all__ = [
     "PAYLOAD_LAYERS",
     "CoAP",
     "CoAPOption",
+    "DtlsAlert",
+    "DtlsCertificate",
+    "DtlsCertificateEntry",
+    "DtlsCertificateRequest",
+    "DtlsCertificateVerify",
+    "DtlsChangeCipherSpec",
+    "DtlsCiphertext",
+    "DtlsClientHello",
+    "DtlsClientKeyExchange",
+    "DtlsDecoder",
+    "DtlsDistinguishedName",
+    "DtlsExtCertificateType",
+    "DtlsExtCertificateTypes",
+    "DtlsExtConnectionId",
+    "DtlsExtEcPointFormats",
+    "DtlsExtEncryptThenMac",
+    "DtlsExtExtendedMasterSecret",
+    "DtlsExtRenegotiationInfo",
+    "DtlsExtSignatureAlgorithms",
+    "DtlsExtSupportedGroups",
+    "DtlsExtension",
+    "DtlsFinished",
+    "DtlsHandshake",
+    "DtlsHandshakeFragment",
+    "DtlsHelloRequest",
+    "DtlsHelloVerifyRequest",
+    "DtlsInnerPlaintext",
+    "DtlsLayerError",
+    "DtlsServerHello",
+    "DtlsServerHelloDone",
+    "DtlsServerKeyExchange",
     "EncryptedLayer",
     "FrameError",
     "ParticleChunkMissed",
+    "ParticleDtlsDatagram",
+    "ParticleDtlsMoveTrailer",
+    "ParticleDtlsRecord",
     "ParticleFrame",
     "ParticleFunctionReturn",
     "ParticleGoodbye",
@@ -133,6 +238,7 @@ __all__ = [
     "coap_layer",
     "decrypt_frame",
     "encrypt_frame",
+    "event_layers",
     "handshake_layers",
     "message_layers",
     "payload_layer_class",

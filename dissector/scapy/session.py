@@ -1,19 +1,25 @@
 """Scapy integration: :class:`ParticleSession` decodes captured packets with the real core.
 
 Every packet goes through the same data path as the fast decoder (link decoding, TCP
-reassembly, one :class:`~dissector.protocol.tcp.TcpConnection` per connection, holding the
-session's :class:`~dissector.keys.KeyRing`); the core's events become layers stacked on the
-TCP header of the packet that completed them:
+reassembly, one :class:`~dissector.protocol.tcp.TcpConnection` per connection, the
+:class:`~dissector.udp_flows.DtlsFlowTracker` for UDP, holding the session's
+:class:`~dissector.keys.KeyRing`); the core's events become layers stacked on the TCP header
+of the packet that completed them:
 
 * ``... / TCP / ParticleNonce``, ``/ ParticleIdentity [/ ParticleIdentityPlaintext]``,
   ``/ ParticleSessionKey [/ ParticleSessionCredentials]`` for the handshake;
 * ``... / TCP / ParticleFrame [/ CoAP [/ ParticleHello ...]]`` for each frame; a frame the
   core could not decrypt has no payload and its ``event.encrypted.reason`` says why.
 
-Packets that are not TCP to or from a Particle port pass through unchanged; a Particle TCP
-segment is replaced by the units it completes (zero, one or several), like Scapy's
-``TCPSession``. The top Particle layer's ``event`` attribute is the core event (session,
-direction, timestamp, device ID, exchange observation).
+A UDP datagram to or from a cloud DTLS port (5684) keeps its headers and becomes
+``... / UDP / ParticleDtlsDatagram``: its records, each with its handshake messages,
+ChangeCipherSpec, alert or :class:`~dissector.scapy.dtls.DtlsCiphertext`, and, where the
+core decrypted a record, its CoAP message (see :mod:`dissector.scapy.dtls_session`).
+
+Packets that are neither pass through unchanged; a Particle TCP segment is replaced by the
+units it completes (zero, one or several), like Scapy's ``TCPSession``. The top Particle
+layer's ``event`` attribute is the core event (session, direction, timestamp, device ID,
+exchange observation); on DTLS, each matched layer's.
 
 Nothing is global: all state, keys included, belongs to the session object.
 """
@@ -26,13 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scapy.config import conf
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet
 from scapy.sessions import DefaultSession
 
 from dissector.capture.linklayer import SUPPORTED_LINKTYPES, LinkDecoder
-from dissector.capture.packets import RawPacket, TcpSegment
+from dissector.capture.packets import RawPacket, TcpSegment, UdpDatagram
 from dissector.capture.tcp_reassembly import (
     Connection,
     ConnectionClosed,
@@ -53,7 +59,9 @@ from dissector.pipeline import DEFAULT_TCP_PORTS
 from dissector.protocol.events import Event, FindingEvent, HandshakeBlob, MessageEvent
 from dissector.protocol.session import SessionInfo
 from dissector.protocol.tcp import IDENTITY_LEN, NONCE_LEN, SESSION_KEY_LEN, TcpConnection
+from dissector.scapy.dtls_session import DtlsDecoder
 from dissector.scapy.show import handshake_layers, message_layers
+from dissector.udp_flows import DEFAULT_UDP_PORTS
 
 __all__ = ["ParticleSession"]
 
@@ -125,10 +133,12 @@ class _Tracked:
 
 
 class ParticleSession(DefaultSession):
-    """A Scapy session that decodes (and, with keys, decrypts) Particle TCP traffic.
+    """A Scapy session that decodes (and, with keys, decrypts) Particle traffic: TCP and
+    DTLS.
 
-    ``keyring`` holds the keys of this session only (an empty ring when None: the handshake
-    and frame structure are still shown). ``tcp_ports`` are the cloud's ports.
+    ``keyring`` holds the keys of this session only (an empty ring when None: the handshake,
+    frame and record structure are still shown). ``tcp_ports`` and ``udp_ports`` are the
+    cloud's ports.
 
     Use it with ``sniff(offline=..., session=ParticleSession(keyring=ring), prn=...)``, or
     directly: ``for pkt in ParticleSession(keyring=ring).decode(PcapReader(f))``. When
@@ -142,10 +152,13 @@ class ParticleSession(DefaultSession):
         keyring: KeyRing | None = None,
         *,
         tcp_ports: Iterable[int] = DEFAULT_TCP_PORTS,
+        udp_ports: Iterable[int] = DEFAULT_UDP_PORTS,
     ) -> None:
         super().__init__()
         self.keyring = keyring if keyring is not None else KeyRing()
         self.tcp_ports = frozenset(tcp_ports)
+        self.udp_ports = frozenset(udp_ports)
+        self._dtls = DtlsDecoder(self.keyring, self.udp_ports)
         self.findings: list[Finding] = []
         self.sessions: list[SessionInfo] = []
         self._link = LinkDecoder()
@@ -158,7 +171,8 @@ class ParticleSession(DefaultSession):
 
     def __repr__(self) -> str:
         return (
-            f"<ParticleSession ports={sorted(self.tcp_ports)} sessions={len(self.sessions)} "
+            f"<ParticleSession ports={sorted(self.tcp_ports)} udp_ports={sorted(self.udp_ports)} "
+            f"sessions={len(self.sessions)} "
             f"keyring={len(self.keyring)} entries>"
         )
 
@@ -189,12 +203,15 @@ class ParticleSession(DefaultSession):
         yield from self.finish()
 
     def feed(self, pkt: Packet) -> list[Packet]:
-        """Process one captured packet; return it unchanged when it is not Particle TCP,
-        else the Particle units it completed (possibly none)."""
+        """Process one captured packet; return it unchanged when it is not Particle TCP or
+        DTLS, the decoded datagram for DTLS, else the Particle units it completed (possibly
+        none)."""
         self._index += 1
         ts = float(pkt.time)
         self._last_ts = ts
         seg = self._segment(pkt, ts)
+        if isinstance(seg, UdpDatagram):
+            return [self._datagram_packet(pkt, seg)] if self._dtls.wants(seg) else [pkt]
         if seg is None or (
             seg.src_port not in self.tcp_ports and seg.dst_port not in self.tcp_ports
         ):
@@ -212,11 +229,22 @@ class ParticleSession(DefaultSession):
             out += self._on_stream_event(sev, None)
         for conn_id in list(self._tracked):
             out += self._end(conn_id, ts)
+        for _, events in self._dtls.finish(ts):
+            self.findings += [e.finding for e in events if isinstance(e, FindingEvent)]
         return out
+
+    # -- DTLS ----------------------------------------------------------------------------
+
+    def _datagram_packet(self, pkt: Packet, dgram: UdpDatagram) -> Packet:
+        layer, events, new = self._dtls.feed(dgram)
+        if new is not None:
+            self.sessions.append(new.info)
+        self.findings += [e.finding for e in events if isinstance(e, FindingEvent)]
+        return _stack(pkt, layer)
 
     # -- packets to segments ---------------------------------------------------------------
 
-    def _segment(self, pkt: Packet, ts: float) -> TcpSegment | None:
+    def _segment(self, pkt: Packet, ts: float) -> TcpSegment | UdpDatagram | None:
         linktype = conf.l2types.layer2num.get(type(pkt))
         if linktype in SUPPORTED_LINKTYPES:
             data = bytes(pkt)
@@ -224,7 +252,7 @@ class ParticleSession(DefaultSession):
             unit = self._link.decode(
                 RawPacket(ts, linktype, data, max(wirelen, len(data)), self._index, "scapy")
             )
-            return unit if isinstance(unit, TcpSegment) else None
+            return unit if isinstance(unit, TcpSegment | UdpDatagram) else None
         return _segment_from_layers(pkt, ts, self._index)
 
     # -- connections (the same rules as dissector.pipeline.Dissector) -------------------------
@@ -393,12 +421,13 @@ class ParticleSession(DefaultSession):
 
 
 def _stack(base: Packet | None, layer: Packet) -> Packet:
-    """``layer`` on the link/IP/TCP headers of ``base`` (lengths and checksums recomputed
-    on build); ``layer`` alone when there is no TCP header to put it on."""
+    """``layer`` on the link/IP/TCP (or UDP) headers of ``base`` (lengths and checksums
+    recomputed on build); ``layer`` alone when there is no such header to put it on (e.g.
+    the last fragment of a fragmented datagram)."""
     if base is None:
         return layer
     out = base.copy()
-    tcp = out.getlayer(TCP)
+    tcp = out.getlayer(TCP) or out.getlayer(UDP)
     if tcp is None:
         layer.time = base.time
         return layer
@@ -411,17 +440,19 @@ def _stack(base: Packet | None, layer: Packet) -> Packet:
     if ip6 is not None:
         ip6.plen = None
     tcp.chksum = None
+    if isinstance(tcp, UDP):
+        tcp.len = None
     tcp.add_payload(layer)
     out.wirelen = None
     return out
 
 
-def _segment_from_layers(pkt: Packet, ts: float, index: int) -> TcpSegment | None:
-    """A segment from Scapy's own IP/IPv6 and TCP layers (link types the fast decoder
-    does not know)."""
+def _segment_from_layers(pkt: Packet, ts: float, index: int) -> TcpSegment | UdpDatagram | None:
+    """A segment (or datagram) from Scapy's own IP/IPv6 and TCP (UDP) layers (link types
+    the fast decoder does not know)."""
     tcp = pkt.getlayer(TCP)
     if tcp is None:
-        return None
+        return _datagram_from_layers(pkt, ts, index)
     ip = tcp.underlayer
     if isinstance(ip, IP):
         version = 4
@@ -445,4 +476,24 @@ def _segment_from_layers(pkt: Packet, ts: float, index: int) -> TcpSegment | Non
         int(tcp.flags),
         payload,
         version,
+    )
+
+
+def _datagram_from_layers(pkt: Packet, ts: float, index: int) -> UdpDatagram | None:
+    udp = pkt.getlayer(UDP)
+    if udp is None:
+        return None
+    ip = udp.underlayer
+    if isinstance(ip, IP):
+        version = 4
+    elif isinstance(ip, IPv6):
+        version = 6
+    else:
+        return None
+    payload = bytes(udp.payload)
+    pad = udp.getlayer(conf.padding_layer)
+    if pad is not None:
+        payload = payload[: len(payload) - len(bytes(pad.load))]
+    return UdpDatagram(
+        ts, index, str(ip.src), int(udp.sport), str(ip.dst), int(udp.dport), payload, version
     )
