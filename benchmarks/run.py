@@ -6,7 +6,8 @@ CLI in a subprocess, start-up and JSON output included::
     particle-dissect dissect BIG --keys KEYS --format ndjson > /dev/null
 
 and measures each run's peak RSS (``os.wait4`` rusage of that child: ``ru_maxrss``, the
-per-child form of ``getrusage(RUSAGE_CHILDREN)``). A 50k- and a 200k-message capture are
+per-child form of ``getrusage(RUSAGE_CHILDREN)``) and CPU time (user + system: steadier
+than wall time on a shared machine). A 50k- and a 200k-message capture are
 run to show whether memory stays flat as the capture grows. If ``tshark`` is on PATH it
 is timed on the same files (``tshark -r BIG -q -z io,stat,0``: every packet dissected,
 no tree printed; ``--tshark-full`` uses ``-V`` to /dev/null instead). It is a
@@ -49,6 +50,7 @@ class Run:
     seconds: float
     max_rss_mb: float
     returncode: int
+    cpu_seconds: float = 0.0
 
 
 def timed(cmd: list[str]) -> Run:
@@ -66,7 +68,7 @@ def timed(cmd: list[str]) -> Run:
         print(f"warning: {' '.join(cmd)} exited {proc.returncode}: {err.strip()[:300]}")
     # Linux reports ru_maxrss in KiB (macOS in bytes).
     rss = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    return Run(seconds, rss, proc.returncode)
+    return Run(seconds, rss, proc.returncode, usage.ru_utime + usage.ru_stime)
 
 
 def dissect_cmd() -> list[str]:
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tshark = None if args.no_tshark else shutil.which("tshark")
     sizes = sorted({args.small, args.messages})
-    rows = [["capture", "messages", "packets", "MB", "ours s", "msg/s", "peak RSS MB"]]
+    head = ["capture", "messages", "packets", "MB", "ours s", "msg/s", "cpu s", "msg/cpu-s"]
+    rows = [[*head, "peak RSS MB"]]
     if tshark:
         rows[0] += ["tshark s", "tshark RSS MB", "ours/tshark"]
     results: dict[int, tuple[Run, float]] = {}
@@ -149,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{int(str(info['bytes'])) / 1e6:.1f}",
             f"{ours.seconds:.2f}",
             f"{rate:,.0f}",
+            f"{ours.cpu_seconds:.2f}",
+            f"{n / ours.cpu_seconds:,.0f}" if ours.cpu_seconds else "-",
             f"{ours.max_rss_mb:.0f}",
         ]
         if tshark:

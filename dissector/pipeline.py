@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from dissector.capture.linklayer import LinkDecoder
 from dissector.capture.packets import RawPacket, UdpDatagram
@@ -34,6 +35,8 @@ from dissector.protocol.tcp import TcpConnection
 from dissector.udp_flows import DEFAULT_UDP_PORTS, DtlsFlowTracker
 
 DEFAULT_TCP_PORTS = frozenset({5683})
+C2D = Direction.CLOUD_TO_DEVICE
+D2C = Direction.DEVICE_TO_CLOUD
 #: Findings of one code in one session shown individually; the rest are counted and
 #: reported once when the session ends (memory and output stay bounded).
 FINDINGS_PER_CODE = 20
@@ -102,15 +105,31 @@ class Dissector:
 
     def run(self, items: Iterable[RawPacket | Finding]) -> Iterator[PipelineEvent]:
         """Process a capture (packets and reader findings) and yield events in order."""
+        packet = self._packet
         for item in items:
-            if isinstance(item, Finding):
+            if item.__class__ is RawPacket:
+                events = packet(item)
+                if events is None:
+                    continue
+                if events and not self._holding and not self._out:
+                    # Fast path of _emit: nothing held back, nothing queued.
+                    yield from self._aggregate(events)
+                elif events or self._out:
+                    yield from self._emit(events, item.ts)
+            elif isinstance(item, Finding):
                 yield from self._emit([FindingEvent(item)], item.ts or self.last_ts or 0.0)
-                continue
-            yield from self.feed_packet(item)
+            else:
+                yield from self.feed_packet(item)
         yield from self.finish()
 
     def feed_packet(self, pkt: RawPacket) -> Iterator[PipelineEvent]:
         """Process one captured packet."""
+        events = self._packet(pkt)
+        if events is not None:
+            yield from self._emit(events, pkt.ts)
+
+    def _packet(self, pkt: RawPacket) -> list[PipelineEvent] | None:
+        """The events of one packet, or None when it has nothing to do with us."""
         self.packets += 1
         ts = pkt.ts
         if self.first_ts is None:
@@ -118,17 +137,24 @@ class Dissector:
         self.last_ts = ts
         unit = self.link.decode(pkt)
         if unit is None:
-            return
+            return None
         if isinstance(unit, UdpDatagram):
             if self.dtls.wants(unit):
-                yield from self._emit(self._on_datagram(unit), ts)
-            return
-        if unit.src_port not in self.tcp_ports and unit.dst_port not in self.tcp_ports:
-            return
+                return self._on_datagram(unit)
+            return None
+        ports = self.tcp_ports
+        if unit.src_port not in ports and unit.dst_port not in ports:
+            return None
         events: list[PipelineEvent] = []
         for sev in self.reassembler.feed(unit):
+            if sev.__class__ is StreamData:
+                # Fast path of _on_stream_event: data for a session whose roles are known.
+                tracked = self._tracked.get(sev.conn.id)
+                if tracked is not None and tracked.session is not None:
+                    events += self._deliver(tracked, sev)
+                    continue
             events += self._on_stream_event(sev)
-        yield from self._emit(events, ts)
+        return events
 
     def finish(self) -> Iterator[PipelineEvent]:
         """End of capture: close every connection and flush all output."""
@@ -230,15 +256,15 @@ class Dissector:
     def _deliver(self, tracked: _Tracked, sev: StreamData | StreamGap) -> list[PipelineEvent]:
         session = tracked.session
         assert session is not None
-        direction = self._direction(tracked, sev.side)
+        direction = C2D if sev.side == tracked.cloud_side else D2C
         out: list[PipelineEvent]
         if isinstance(sev, StreamData):
-            out = list(session.receive_data(direction, sev.data, sev.ts))
+            out = cast("list[PipelineEvent]", session.receive_data(direction, sev.data, sev.ts))
         else:
-            out = list(session.receive_gap(direction, sev.nbytes, sev.ts))
+            out = cast("list[PipelineEvent]", session.receive_gap(direction, sev.nbytes, sev.ts))
         if session.holding_since is not None:
             self._holding.add(tracked.conn.id)
-        else:
+        elif self._holding:
             self._holding.discard(tracked.conn.id)
         return out
 
@@ -316,7 +342,10 @@ class Dissector:
 
     def _aggregate(self, events: list[PipelineEvent]) -> list[PipelineEvent]:
         """Pass the first findings of each (session, code); count the rest."""
-        if not any(isinstance(e, FindingEvent | SessionEnded) for e in events):
+        for e in events:
+            if isinstance(e, _AGGREGATED):
+                break
+        else:
             return events
         out: list[PipelineEvent] = []
         counts = self._finding_counts
@@ -374,6 +403,9 @@ class Dissector:
         out = self._out
         while out and (watermark is None or out[0][0] < watermark):
             yield heapq.heappop(out)[2]
+
+
+_AGGREGATED = (FindingEvent, SessionEnded)
 
 
 def _event_ts(event: PipelineEvent, default: float) -> float:

@@ -68,6 +68,9 @@ _AF_INET6 = frozenset({10, 23, 24, 28, 30})  # Linux, Windows, BSD, FreeBSD, Dar
 _IPV6_EXT = frozenset({0, 43, 60, 135, 139, 140, 253, 254})
 
 _IPV4_HDR = struct.Struct("!HHHxB").unpack_from  # total length, id, flags/frag, (ttl), proto
+# Fast path: IPv4 without options + TCP, from the IP total length on: total, flags/frag,
+# proto, src, dst, sport, dport, seq, ack, data offset/flags.
+_IPV4_TCP = struct.Struct("!H2xH1xB2x4s4sHHIIH").unpack_from
 _TCP_HDR = struct.Struct("!HHIIH").unpack_from
 _U16 = struct.Struct("!H").unpack_from
 _HHH = struct.Struct("!HHH").unpack_from
@@ -127,6 +130,29 @@ def decode_packet(
     lt = pkt.linktype
     n = len(data)
     if lt == LINKTYPE_ETHERNET:
+        if n >= 54 and data[14] == 0x45 and data[12] == 0x08 and data[13] == 0:
+            # Fast path: Ethernet, IPv4 without options, unfragmented TCP (else below).
+            total, frag, proto, src, dst, sport, dport, seq, ack, offflags = _IPV4_TCP(data, 16)
+            doff = (offflags >> 12) << 2
+            end = 14 + total
+            if proto == 6 and not frag & 0x3FFF and total >= 40 and end <= n and doff >= 20:
+                start = 34 + doff
+                if start <= end:
+                    stats.tcp += 1
+                    cache = _ADDR_CACHE
+                    return TcpSegment(
+                        pkt.ts,
+                        pkt.index,
+                        cache.get(src) or _ntop(src),
+                        sport,
+                        cache.get(dst) or _ntop(dst),
+                        dport,
+                        seq,
+                        ack,
+                        offflags & 0x1FF,
+                        data[start:end],
+                        4,
+                    )
         if n < 14:
             _short(pkt, data, stats)
             return None

@@ -184,6 +184,8 @@ class _FileReader:
         self.owned = owned
         self._read: Callable[[int], bytes] = getattr(stream, "read1", None) or stream.read
         self.eof = False
+        #: Number packets 1.. here (the only source: no merge to number them after).
+        self.numbered = False
         self.error: BaseException | None = None
 
     # -- low-level buffering ------------------------------------------------------------
@@ -294,6 +296,7 @@ class _FileReader:
         st.snaplen = snaplen
         scale = 1_000_000_000 if nano else 1_000_000
         unpack = struct.Struct(endian + "IIII").unpack_from
+        numbered = self.numbered
         pos = 24
         base = 0
         count = 0
@@ -331,7 +334,9 @@ class _FileReader:
             if count == 1:
                 st.first_ts = ts
             st.last_ts = ts
-            yield RawPacket(ts, linktype, buf[pos + hdr_len : end], orig, 0, name)
+            yield RawPacket(
+                ts, linktype, buf[pos + hdr_len : end], orig, count if numbered else 0, name
+            )
             pos = end
 
     def _pcapng(self) -> Iterator[RawPacket | Finding]:
@@ -349,6 +354,7 @@ class _FileReader:
         ifaces: list[tuple[int, int, int, int]] = []
         count = 0
         last_ts = 0.0
+        numbered = self.numbered
         while True:
             if pos + 12 > len(buf):
                 base += pos
@@ -425,7 +431,14 @@ class _FileReader:
                 if count == 1:
                     st.first_ts = ts
                 st.last_ts = last_ts = ts
-                yield RawPacket(ts, linktype, buf[pos + 28 : pos + 28 + cap], orig, 0, name)
+                yield RawPacket(
+                    ts,
+                    linktype,
+                    buf[pos + 28 : pos + 28 + cap],
+                    orig,
+                    count if numbered else 0,
+                    name,
+                )
             elif btype == _PCAPNG_SPB:
                 if blen < 16 or not ifaces:
                     yield self._corrupt(
@@ -443,7 +456,14 @@ class _FileReader:
                 if count == 1:
                     st.first_ts = last_ts
                 st.last_ts = last_ts
-                yield RawPacket(last_ts, linktype, buf[pos + 12 : pos + 12 + cap], orig, 0, name)
+                yield RawPacket(
+                    last_ts,
+                    linktype,
+                    buf[pos + 12 : pos + 12 + cap],
+                    orig,
+                    count if numbered else 0,
+                    name,
+                )
             elif btype == _PCAPNG_IDB:
                 if blen < 20:
                     yield self._corrupt("interface description block too short", base + pos)
@@ -628,6 +648,11 @@ class CaptureReader:
         if self._iterated:
             raise RuntimeError("a CaptureReader can be iterated only once")
         self._iterated = True
+        if len(self._files) == 1:
+            # One source: it numbers its own packets; no merging layer in between.
+            only = self._files[0]
+            only.numbered = True
+            return only.records()
         return self._items()
 
     def _items(self) -> Iterator[RawPacket | Finding]:

@@ -126,7 +126,8 @@ def dissect(
     dissector = Dissector(
         ring, tcp_ports=ports or DEFAULT_TCP_PORTS, udp_ports=udp_ports or DEFAULT_UDP_PORTS
     )
-    keep = RecordFilter(device=device_filter, kinds=kinds)
+    # No --device/--kind: every record is kept (skip the per-record filter call).
+    keep = RecordFilter(device=device_filter, kinds=kinds) if device_filter or kinds else None
     threshold = Severity(fail_on).rank if fail_on else None
     tripped = False
     try:
@@ -140,7 +141,7 @@ def dissect(
                         keylog_writer.write_nss(event.label, event.lookup, event.secret)
                 continue
             rec = to_record(event)
-            if rec is None or not keep(rec):
+            if rec is None or (keep is not None and not keep(rec)):
                 continue
             if (
                 threshold is not None

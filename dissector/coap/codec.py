@@ -19,7 +19,7 @@ _MAX_EXT = 65535 + 269  # largest delta/length expressible with the 14 extension
 
 def decode(data: bytes | bytearray | memoryview) -> CoapMessage:
     """Decode one CoAP message. Raises :class:`CoapError` for malformed input."""
-    if type(data) is not bytes:
+    if data.__class__ is not bytes:
         data = bytes(data)
     n = len(data)
     if n < 4:
@@ -46,40 +46,46 @@ def decode(data: bytes | bytearray | memoryview) -> CoapMessage:
             break
         start = pos
         pos += 1
-        delta = byte >> 4
         length = byte & 0x0F
-        if delta > 12:
-            if delta == 13:
-                if pos >= n:
-                    raise CoapError("truncated 1-byte extended option delta", pos)
-                delta = data[pos] + 13
-                pos += 1
-            elif delta == 14:
-                if pos + 2 > n:
-                    raise CoapError("truncated 2-byte extended option delta", pos)
-                delta = (data[pos] << 8 | data[pos + 1]) + 269
-                pos += 2
-            else:
-                raise CoapError("option delta nibble 15 is reserved (not a payload marker)", start)
-        if length > 12:
-            if length == 13:
-                if pos >= n:
-                    raise CoapError("truncated 1-byte extended option length", pos)
-                length = data[pos] + 13
-                pos += 1
-            elif length == 14:
-                if pos + 2 > n:
-                    raise CoapError("truncated 2-byte extended option length", pos)
-                length = (data[pos] << 8 | data[pos + 1]) + 269
-                pos += 2
-            else:
-                raise CoapError("option length nibble 15 is reserved", start)
+        if byte < 0xD0 and length < 13:
+            # Common case: delta and length in the header byte itself.
+            number += byte >> 4
+        else:
+            delta = byte >> 4
+            if delta > 12:
+                if delta == 13:
+                    if pos >= n:
+                        raise CoapError("truncated 1-byte extended option delta", pos)
+                    delta = data[pos] + 13
+                    pos += 1
+                elif delta == 14:
+                    if pos + 2 > n:
+                        raise CoapError("truncated 2-byte extended option delta", pos)
+                    delta = (data[pos] << 8 | data[pos + 1]) + 269
+                    pos += 2
+                else:
+                    raise CoapError(
+                        "option delta nibble 15 is reserved (not a payload marker)", start
+                    )
+            if length > 12:
+                if length == 13:
+                    if pos >= n:
+                        raise CoapError("truncated 1-byte extended option length", pos)
+                    length = data[pos] + 13
+                    pos += 1
+                elif length == 14:
+                    if pos + 2 > n:
+                        raise CoapError("truncated 2-byte extended option length", pos)
+                    length = (data[pos] << 8 | data[pos + 1]) + 269
+                    pos += 2
+                else:
+                    raise CoapError("option length nibble 15 is reserved", start)
+            number += delta
         end = pos + length
         if end > n:
             raise CoapError(
                 f"option value of {length} bytes truncated: only {n - pos} bytes left", pos
             )
-        number += delta
         options.append(CoapOption(number, data[pos:end]))
         pos = end
     mtype = (b0 >> 4) & 3

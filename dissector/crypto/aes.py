@@ -4,8 +4,10 @@ Both directions start with IV = credentials[16:32]; after each frame, that direc
 next IV is the FIRST 16 bytes of the frame's ciphertext (not the last block). Frames are
 PKCS#7 padded (a full block when already aligned) and carry no MAC.
 
-Hot path: one reusable ECB context per direction; CBC is done as
-``ECB_dec(ct) XOR (iv || ct[:-16])`` with one big-int XOR over the whole frame.
+Hot path: one reusable CBC decryption context per direction, fed ``iv || ct``: the IV
+block goes in as a ciphertext block whose output is dropped, which sets the context's
+chaining value to the frame's IV (the Particle rule is not CBC's). The slow, diagnostic
+path does ``ECB_dec(ct) XOR (iv || ct[:-16])`` with one big-int XOR over the frame.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = [
 BLOCK = 16
 CREDENTIALS_LEN = 40
 _KEY_LEN = 16
+#: pad length -> the PKCS#7 padding bytes it stands for (index 0 unused)
+_PADS = tuple(bytes((n,)) * n for n in range(BLOCK + 1))
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -122,7 +126,7 @@ def strip_pkcs7(raw: bytes) -> tuple[bytes | None, str]:
         return None, f"bad padding: last byte 0x{pad:02x} (must be 0x01..0x10)"
     if pad > len(raw):
         return None, f"bad padding: {pad} pad bytes but only {len(raw)} bytes decrypted"
-    if raw[-pad:] != bytes((pad,)) * pad:
+    if raw[-pad:] != _PADS[pad]:
         return None, f"bad padding: the last {pad} bytes are not all 0x{pad:02x}"
     return raw[:-pad], "ok"
 
@@ -151,14 +155,33 @@ class CbcDirection:
     :meth:`decrypt` never raises.
     """
 
-    __slots__ = ("_ecb", "frames", "iv")
+    __slots__ = ("_cbc", "_ecb", "frames", "iv")
 
     def __init__(self, key: bytes, iv: bytes | None) -> None:
         _check_key(key)
         _check_iv(iv)
         self._ecb = Cipher(algorithms.AES(bytes(key)), modes.ECB()).decryptor()
+        self._cbc = Cipher(algorithms.AES(bytes(key)), modes.CBC(bytes(BLOCK))).decryptor()
         self.iv: bytes | None = bytes(iv) if iv is not None else None
         self.frames = 0
+
+    def decrypt_plaintext(self, frame_ct: bytes) -> bytes | None:
+        """Fast path of :meth:`decrypt` for the common case: the plaintext when the IV is
+        known, the length a positive multiple of 16 and the padding valid (the IV then
+        advances as in :meth:`decrypt`). Otherwise None and nothing changes: call
+        :meth:`decrypt` for the full result."""
+        iv = self.iv
+        n = len(frame_ct)
+        if iv is None or n < BLOCK or n & 15:
+            return None
+        ct = bytes(frame_ct)
+        raw = self._cbc.update(iv + ct)
+        pad = raw[-1]
+        if pad == 0 or pad > BLOCK or not raw.endswith(_PADS[pad]):
+            return None
+        self.iv = ct[:BLOCK]
+        self.frames += 1
+        return raw[BLOCK:-pad]
 
     def decrypt(self, frame_ct: bytes) -> DecryptResult:
         """Decrypt one frame's ciphertext (without the length prefix), then advance the IV."""

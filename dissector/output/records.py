@@ -7,57 +7,149 @@ case hex (``""`` when empty, never null). See README "NDJSON schema".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from dissector.coap import CoapMessage
-from dissector.coap.options import option_value_repr
+from dissector.coap.options import (
+    BLOCK,
+    EMPTY,
+    OPTIONS,
+    STRING,
+    UINT,
+    URI_PATH,
+    decode_block,
+    option_name,
+    option_value_repr,
+)
+from dissector.particle.tracker import RequestRef
 from dissector.pipeline import PipelineEvent, SessionEnded, SessionStarted
 from dissector.protocol.events import FindingEvent, HandshakeBlob, MessageEvent, SessionKeys
 from dissector.protocol.session import SessionInfo
 
 SCHEMA_VERSION = 1
 _TYPES = ("CON", "NON", "ACK", "RST")
+#: code byte -> ``"class.detail"``
+_CODES: Final = tuple(f"{c >> 5}.{c & 0x1F:02d}" for c in range(256))
+# Option number -> (name, value renderer); 0 opaque, 1 uint, 2 string, 3 block, 4 empty.
+_KIND_CODE: Final = {UINT: 1, STRING: 2, BLOCK: 3, EMPTY: 4}
+_OPTION_KINDS: Final = {n: (name, _KIND_CODE.get(fmt, 0)) for n, (name, fmt) in OPTIONS.items()}
+
+
+def _options(msg: CoapMessage) -> tuple[list[dict[str, Any]], str]:
+    """The ``options`` list and the ``uri`` of a message (one pass over its options)."""
+    out: list[dict[str, Any]] = []
+    path: list[str] | None = None
+    for o in msg.options:
+        n = o.number
+        v = o.value
+        entry = _OPTION_KINDS.get(n)
+        if entry is None:
+            out.append({"number": n, "name": option_name(n), "value": option_value_repr(n, v)})
+            continue
+        name, kind = entry
+        value: Any
+        if kind == 2:
+            value = v.decode("utf-8", "backslashreplace")
+            if n == URI_PATH:
+                if path is None:
+                    path = [value]
+                else:
+                    path.append(value)
+        elif kind == 1:
+            value = int.from_bytes(v, "big")
+        elif kind == 0:
+            value = v.hex()
+        elif kind == 3:
+            value = decode_block(v)
+        else:
+            value = None if not v else v.hex()
+        out.append({"number": n, "name": name, "value": value})
+    return out, "" if path is None else "/" + "/".join(path)
 
 
 def coap_record(msg: CoapMessage) -> dict[str, Any]:
     """The ``coap`` object of a message record."""
+    if msg.options:
+        options, uri = _options(msg)
+    else:
+        options, uri = [], ""
     return {
         "type": _TYPES[msg.type],
-        "code": f"{msg.code >> 5}.{msg.code & 0x1F:02d}",
+        "code": _CODES[msg.code],
         "mid": msg.mid,
         "token": msg.token.hex(),
-        "uri": msg.uri,
-        "options": [
-            {"number": o.number, "name": o.name, "value": option_value_repr(o.number, o.value)}
-            for o in msg.options
-        ],
+        "uri": uri,
+        "options": options,
         "payload": msg.payload.hex(),
     }
 
 
 def message_record(ev: MessageEvent) -> dict[str, Any]:
     """One ``message`` record: a CoAP message, or an encrypted frame and why."""
-    rec: dict[str, Any] = {
+    obs = ev.observation
+    coap = ev.coap
+    if coap is not None and obs is not None:
+        # The common case in one dict display (same keys, same order as below).
+        rec: dict[str, Any] = {
+            "record": "message",
+            "schema_version": SCHEMA_VERSION,
+            "session": ev.session,
+            "transport": ev.transport,
+            "direction": ev.direction._value_,
+            "ts": ev.ts,
+            "device_id": ev.device_id or None,
+            "length": ev.wire_length,
+            "kind": obs.kind,
+            "coap": coap_record(coap),
+        }
+        if coap.violations:
+            rec["violations"] = list(coap.violations)
+        if obs.decoded is not None:
+            rec["decoded"] = obs.decoded
+        req = obs.request
+        if req is not None:
+            if req.__class__ is RequestRef:
+                rec["request"] = {
+                    "kind": req.kind,
+                    "ts": req.ts,
+                    "mid": req.mid,
+                    "token": req.token.hex(),
+                }
+            else:
+                rec["request"] = _request_ref(req)
+        if obs.latency is not None:
+            rec["latency"] = obs.latency
+        rec["retransmission"] = ev.retransmission
+        return rec
+    rec = {
         "record": "message",
         "schema_version": SCHEMA_VERSION,
         "session": ev.session,
         "transport": ev.transport,
-        "direction": ev.direction.value,
+        "direction": ev.direction._value_,
         "ts": ev.ts,
         "device_id": ev.device_id or None,
         "length": ev.wire_length,
     }
-    obs = ev.observation
-    if ev.coap is not None:
+    if coap is not None:
         rec["kind"] = obs.kind if obs is not None else "Unknown"
-        rec["coap"] = coap_record(ev.coap)
-        if ev.coap.violations:
-            rec["violations"] = list(ev.coap.violations)
+        rec["coap"] = coap_record(coap)
+        if coap.violations:
+            rec["violations"] = list(coap.violations)
         if obs is not None:
             if obs.decoded is not None:
                 rec["decoded"] = obs.decoded
-            if obs.request is not None:
-                rec["request"] = _request_ref(obs.request)
+            req = obs.request
+            if req is not None:
+                if req.__class__ is RequestRef:
+                    rec["request"] = {
+                        "kind": req.kind,
+                        "ts": req.ts,
+                        "mid": req.mid,
+                        "token": req.token.hex(),
+                    }
+                else:
+                    rec["request"] = _request_ref(req)
             if obs.latency is not None:
                 rec["latency"] = obs.latency
         rec["retransmission"] = ev.retransmission

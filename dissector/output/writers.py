@@ -2,20 +2,32 @@
 
 ``ndjson`` and ``csv`` stream (one line per record as it comes); ``json``, ``table``
 and ``markdown`` collect and print at the end.
+
+NDJSON lines are encoded with ``orjson`` and are byte for byte what
+``json.dumps(rec, ensure_ascii=False, separators=(",", ":"))`` gives (with U+0085, U+2028
+and U+2029 escaped, see :func:`ndjson_line`): the two differ only for floats of magnitude
+below 1e-4 (``1e-05`` against ``0.00001``), non-finite floats (``NaN`` against ``null``),
+integers beyond 64 bits, non-string keys and unpaired surrogates, and records holding any
+of these are encoded with :mod:`json` instead.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import re
+import math
 from typing import Any, TextIO
 
-from tabulate import tabulate
+import orjson
 
 from dissector.output.text import markdown_text, payload_preview, safe_text
 
-_LINE_BREAKERS = re.compile("[\x85\u2028\u2029]")
+_LINE_BREAKERS = (("\x85", "\\u0085"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+_ORJSON_OPTS = (
+    orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
+_INF = math.inf
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 FORMATS = ("table", "json", "ndjson", "csv", "markdown")
 
@@ -115,16 +127,91 @@ class Writer:
         """Print anything collected."""
 
 
+def _odd_float(obj: Any) -> bool:
+    """True when a float inside ``obj`` (dicts, lists and tuples walked) is non-finite or
+    non-zero with a magnitude below 1e-4: the floats orjson and :mod:`json` write
+    differently."""
+    if isinstance(obj, dict):
+        items: Any = obj.values()
+    elif isinstance(obj, list | tuple):
+        items = obj
+    elif isinstance(obj, float):
+        return not (1e-4 <= abs(obj) < _INF or obj == 0.0)
+    else:
+        return False
+    for v in items:
+        cls = v.__class__
+        if cls is float:
+            if not (1e-4 <= abs(v) < _INF or v == 0.0):
+                return True
+        elif cls not in _SCALARS and _odd_float(v):
+            return True
+    return False
+
+
+def _needs_json(rec: dict[str, Any]) -> bool:
+    """Whether orjson could write ``rec`` differently from :mod:`json`. Message records are
+    checked where :mod:`dissector.output.records` puts floats (``ts``, ``latency``, the
+    request's ``ts`` and anywhere in ``decoded``; its ``coap`` and ``encrypted`` objects
+    hold none); any other record is walked whole."""
+    if rec.__class__ is not dict or rec.get("record") != "message":
+        return _odd_float(rec)
+    x = rec.get("ts")
+    if x.__class__ is float and not (1e-4 <= x < _INF or x == 0.0 or -_INF < x <= -1e-4):
+        return True
+    if "request" in rec:
+        x = rec.get("latency")
+        if x.__class__ is float and not (1e-4 <= x < _INF or x == 0.0 or -_INF < x <= -1e-4):
+            return True
+        request = rec["request"]
+        if request.__class__ is dict:
+            x = request.get("ts")
+            if x.__class__ is float and not (1e-4 <= x < _INF or x == 0.0 or -_INF < x <= -1e-4):
+                return True
+        elif _odd_float(request):
+            return True
+    elif "latency" in rec and _odd_float(rec["latency"]):
+        return True
+    decoded = rec.get("decoded")
+    if decoded.__class__ is dict:
+        for v in decoded.values():
+            cls = v.__class__
+            if cls is str or cls is int or cls is bool or v is None:
+                continue
+            if cls is float:
+                if not (1e-4 <= v < _INF or v == 0.0 or -_INF < v <= -1e-4):
+                    return True
+            elif _odd_float(v):
+                return True
+        return False
+    return decoded is not None and _odd_float(decoded)
+
+
+def ndjson_line(rec: dict[str, Any]) -> str:
+    """One record as an NDJSON line with its newline: the text of
+    ``json.dumps(rec, ensure_ascii=False, separators=(",", ":"))`` with U+0085, U+2028
+    and U+2029 written as ``\\u`` escapes (valid JSON either way, but many line splitters
+    break lines on them). Encoded by orjson; by :mod:`json` when orjson would write it
+    differently or cannot (integers beyond 64 bits, non-string keys, surrogates)."""
+    try:
+        line = orjson.dumps(rec, option=_ORJSON_OPTS).decode()
+    except TypeError:
+        line = json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+    else:
+        if _needs_json(rec):
+            line = json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+    if not line.isascii():
+        for char, escape in _LINE_BREAKERS:
+            if char in line:
+                line = line.replace(char, escape)
+    return line
+
+
 class NdjsonWriter(Writer):
-    """One JSON object per line, flushed per line."""
+    """One JSON object per line (see :func:`ndjson_line`)."""
 
     def write(self, rec: dict[str, Any]) -> None:
-        line = json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
-        if _LINE_BREAKERS.search(line):
-            # Valid JSON either way, but many line splitters break on these.
-            line = _LINE_BREAKERS.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
-        self.out.write(line)
-        self.out.write("\n")
+        self.out.write(ndjson_line(rec))
 
 
 class JsonWriter(Writer):
@@ -223,6 +310,8 @@ class TableWriter(Writer):
     def _table(
         self, rows: list[list[Any]], headers: tuple[str, ...] | list[str], *, escape: bool = True
     ) -> str:
+        from tabulate import tabulate  # imported on use: it costs start-up time otherwise
+
         fmt = "github" if self.markdown else "simple"
         cleaned = [[self._cell(c) for c in row] for row in rows] if escape else rows
         return tabulate(cleaned, headers=list(headers), tablefmt=fmt, disable_numparse=True)

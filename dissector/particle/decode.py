@@ -112,13 +112,13 @@ def decode_payload(
     (the request's Uri-Query byte) labels a ``DescribeReturn``. Returns ``None`` for kinds
     without content; never raises on bad payloads (``"error"`` key instead).
     """
+    decoder = _DECODERS.get(kind)
+    if decoder is not None:
+        return decoder(msg)
     if kind == "VariableValue":
         if msg.code >> 5 != 2:
             return p.decode_status(msg)
         return p.decode_variable_value(msg.payload, variable_type)
     if kind == "DescribeReturn":
         return _describe_body(msg, describe_flags)
-    decoder = _DECODERS.get(kind)
-    if decoder is None:
-        return p.decode_status(msg)
-    return decoder(msg)
+    return p.decode_status(msg)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from datetime import UTC, datetime
+import time
 from typing import Any, Final
 
 from dissector.coap.message import CoapMessage, code_str
@@ -74,11 +74,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 def json_loads(data: bytes) -> Any:
     """Strict JSON (no NaN/Infinity, so the result re-serialises as standard JSON).
     Raises ``ValueError`` (``RecursionError`` is turned into one)."""
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
 
@@ -89,6 +96,7 @@ def text(value: bytes) -> str:
 
 
 _CONTROL = (frozenset(range(32)) - {9, 10, 13}) | {127}
+_CONTROL_BYTES = bytes(sorted(_CONTROL))
 
 
 def data_repr(data: bytes) -> dict[str, Any]:
@@ -98,7 +106,7 @@ def data_repr(data: bytes) -> dict[str, Any]:
         s = data.decode("utf-8")
     except UnicodeDecodeError:
         return {"data": data.hex(), "data_format": "hex"}
-    if _CONTROL.isdisjoint(data):
+    if len(data.translate(None, _CONTROL_BYTES)) == len(data):
         return {"data": s, "data_format": "text"}
     return {"data": data.hex(), "data_format": "hex"}
 
@@ -297,15 +305,26 @@ def decode_event(msg: CoapMessage) -> dict[str, Any]:
         "ttl": int.from_bytes(max_age, "big") if max_age is not None else 60,
         "ttl_default": max_age is None,
     }
+    payload = msg.payload
     if cf_raw is not None:
         cf = int.from_bytes(cf_raw, "big")
         out["content_format"] = cf
         out["content_format_name"] = CONTENT_FORMATS.get(cf)
         if cf in (42, 60):
-            out["data"] = msg.payload.hex()
+            out["data"] = payload.hex()
             out["data_format"] = "hex"
             return out
-    out.update(data_repr(msg.payload))
+    # data_repr(payload), written into ``out`` directly (the most common message).
+    try:
+        data = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        data = None
+    if data is not None and len(payload.translate(None, _CONTROL_BYTES)) == len(payload):
+        out["data"] = data
+        out["data_format"] = "text"
+    else:
+        out["data"] = payload.hex()
+        out["data_format"] = "hex"
     return out
 
 
@@ -333,8 +352,7 @@ def decode_time(payload: bytes) -> dict[str, Any]:
     if len(payload) != 4:
         return {"error": f"time of {len(payload)} bytes, expected 4"}
     t = int.from_bytes(payload, "big")
-    iso = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"unix_time": t, "iso": iso}
+    return {"unix_time": t, "iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))}
 
 
 def decode_signal(msg: CoapMessage) -> dict[str, Any]:

@@ -13,8 +13,12 @@ Matching rules (spec §4.1, §4.2, §10, §11):
 
 A request stays pending until its response, until an empty ACK when it has no token (a
 separate response could not be matched anyway), for ``pending_timeout`` seconds, or until
-more than ``max_pending`` requests are pending (oldest dropped first). Nothing else is kept
-per message, so memory stays bounded however long the session.
+more than ``max_pending`` requests are pending (oldest dropped first). Requests that are
+never answered are not kept at all: OTA v3 chunks and their acknowledgements, and a NON
+Hello (on TCP each side's Hello is a request of its own, never a response to the other's,
+spec §3.5; the device acknowledges only a CON Hello, §4.2), so a cloud Hello's token is
+free again for later requests. Nothing else is kept per message, so memory stays bounded
+however long the session.
 
 Findings (``Finding.code``, severity):
 
@@ -54,11 +58,16 @@ EXCHANGE_LIFETIME: Final = 247.0
 
 #: Requests that never get an answer; not kept pending.
 _UNANSWERED: Final = frozenset({"UpdateChunk", "UpdateAck"})
+#: Kinds whose decoded payload the tracker looks into (besides any ``error``).
+_DECODE_CHECKS: Final = frozenset(
+    {"VariableValue", "FunctionReturn", "DescribeReturn", "DeviceDescribe", "Chunk"}
+)
+#: Requests never answered when sent NON (type 1): a NON Hello (spec §3.5, §4.2).
+_UNANSWERED_NON: Final = frozenset({"Hello"})
 
 _D2C: Final = Direction.DEVICE_TO_CLOUD
-# Index keys use a side number (0 device->cloud, 1 cloud->device) rather than the Direction
-# enum, whose hash is a Python-level call: mid keys are ``side << 16 | mid``, token keys
-# ``(side, token)``.
+# Index keys use a side number (0 device->cloud, 1 cloud->device): mid keys are
+# ``side << 16 | mid`` (one int), token keys ``(side, token)``.
 
 #: Retransmission memory: CON message IDs kept at most this many (and EXCHANGE_LIFETIME s).
 _MAX_SENT: Final = 4096
@@ -97,20 +106,51 @@ class Observation:
     findings: list[Finding] = field(default_factory=list)
 
 
-@dataclass(slots=True)
 class _Pending:
-    serial: int
-    side: int
-    ref: RequestRef
-    detail: Any = None  # variable/function name, describe flags
-    acked: bool = False
+    """A request (or CON response) awaiting its answer. Its :class:`RequestRef` is only
+    made when something is matched to it (most events are never answered)."""
 
+    __slots__ = (
+        "_ref",
+        "acked",
+        "detail",
+        "direction",
+        "kind",
+        "mid",
+        "serial",
+        "side",
+        "token",
+        "ts",
+    )
 
-@dataclass(slots=True)
-class _Sent:
-    ts: float
-    kind: str
-    request: RequestRef | None
+    def __init__(
+        self,
+        serial: int,
+        side: int,
+        kind: str,
+        ts: float,
+        mid: int,
+        token: bytes,
+        direction: Direction,
+        detail: Any,
+    ) -> None:
+        self.serial = serial
+        self.side = side
+        self.kind = kind
+        self.ts = ts
+        self.mid = mid
+        self.token = token
+        self.direction = direction
+        self.detail = detail  # variable/function name, describe flags
+        self.acked = False
+        self._ref: RequestRef | None = None
+
+    @property
+    def ref(self) -> RequestRef:
+        ref = self._ref
+        if ref is None:
+            ref = self._ref = RequestRef(self.kind, self.ts, self.mid, self.token, self.direction)
+        return ref
 
 
 class ExchangeTracker:
@@ -138,7 +178,8 @@ class ExchangeTracker:
         self._by_mid: dict[int, _Pending] = {}
         self._by_token: dict[tuple[int, bytes], _Pending] = {}
         self._serial = 0
-        self._sent_con: OrderedDict[int, _Sent] = OrderedDict()
+        #: CON message key -> (ts, kind, request) for retransmission detection
+        self._sent_con: OrderedDict[int, tuple[float, str, RequestRef | None]] = OrderedDict()
         self._last_device_mid: int | None = None
         self._check_mids = transport == "tcp"
         self._expired_at = float("-inf")
@@ -153,39 +194,37 @@ class ExchangeTracker:
     def observe(self, msg: CoapMessage, direction: Direction, ts: float) -> Observation:
         """Classify ``msg``, match it with its request, decode it and report findings."""
         findings: list[Finding] = []
-        for v in msg.violations:
-            findings.append(
-                self._finding(
-                    Severity.INFO,
-                    "coap.rfc_violation",
-                    f"{msg.type_name} {msg.code_str} mid {msg.mid}: {v}",
-                    ts,
-                    direction,
-                    {"violation": v, "mid": msg.mid},
+        if msg.violations:
+            for v in msg.violations:
+                findings.append(
+                    self._finding(
+                        Severity.INFO,
+                        "coap.rfc_violation",
+                        f"{msg.type_name} {msg.code_str} mid {msg.mid}: {v}",
+                        ts,
+                        direction,
+                        {"violation": v, "mid": msg.mid},
+                    )
                 )
-            )
         if ts - self._expired_at >= 1.0 or ts < self._expired_at:
             self._expire(ts)
         mtype = msg.type
-        if self._check_mids and direction is _D2C and mtype != 2:
-            self._check_mid(msg.mid, ts, direction, findings)
+        if mtype != 2 and direction is _D2C and self._check_mids:
+            last = self._last_device_mid
+            if last is None or msg.mid != (last + 1) & 0xFFFF:
+                self._check_mid(msg.mid, ts, direction, findings)
+            else:
+                self._last_device_mid = msg.mid
 
-        retransmission = False
-        first: _Sent | None = None
+        obs = Observation(classify(msg, direction), None, None, None, False, findings)
         if mtype == 0:
             first = self._sent_con.get((0 if direction is _D2C else 0x10000) | msg.mid)
-            if first is not None and 0 <= ts - first.ts <= EXCHANGE_LIFETIME:
-                retransmission = True
-            else:
-                first = None
-
-        kind = classify(msg, direction)
-        obs = Observation(kind, retransmission=retransmission, findings=findings)
-        if first is not None:
-            obs.kind = first.kind
-            obs.request = first.request
-            obs.decoded = self._decode(obs.kind, msg, None, direction, ts, findings)
-            return obs
+            if first is not None and 0 <= ts - first[0] <= EXCHANGE_LIFETIME:
+                obs.retransmission = True
+                obs.kind = first[1]
+                obs.request = first[2]
+                obs.decoded = self._decode(obs.kind, msg, None, direction, ts, findings)
+                return obs
 
         code = msg.code
         if code == 0 or mtype == 3:
@@ -227,11 +266,11 @@ class ExchangeTracker:
             obs.decoded = {label: None}
             return
         self._link(obs, pending, ts)
-        obs.decoded = {label: pending.ref.kind}
-        if kind == "EmptyAck" and pending.ref.token:
+        obs.decoded = {label: pending.kind}
+        if kind == "EmptyAck" and pending.token:
             # A separate response may follow, matched by token.
             pending.acked = True
-            self._by_mid.pop(pending.side << 16 | pending.ref.mid, None)
+            self._by_mid.pop(pending.side << 16 | pending.mid, None)
         else:
             self._remove(pending)
 
@@ -259,7 +298,7 @@ class ExchangeTracker:
                     {"code": msg.code_str, "uri": msg.uri, "mid": msg.mid},
                 )
             )
-        if kind not in _UNANSWERED:
+        if kind not in _UNANSWERED and (msg.type != 1 or kind not in _UNANSWERED_NON):
             self._add_pending(msg, direction, ts, kind, detail, obs.findings)
 
     def _observe_response(
@@ -269,20 +308,20 @@ class ExchangeTracker:
         pending: _Pending | None = None
         if msg.type == 2:
             pending = self._by_mid.get(rev << 16 | msg.mid)
-            if pending is not None and pending.ref.token != msg.token:
+            if pending is not None and pending.token != msg.token:
                 obs.findings.append(
                     self._finding(
                         Severity.INFO,
                         "coap.ack_token_mismatch",
                         f"ACK {msg.code_str} for mid {msg.mid} carries token "
                         f"{msg.token.hex() or '(none)'}, request had "
-                        f"{pending.ref.token.hex() or '(none)'}",
+                        f"{pending.token.hex() or '(none)'}",
                         ts,
                         direction,
                         {
                             "mid": msg.mid,
                             "token": msg.token.hex(),
-                            "request_token": pending.ref.token.hex(),
+                            "request_token": pending.token.hex(),
                         },
                     )
                 )
@@ -294,11 +333,11 @@ class ExchangeTracker:
                             Severity.WARNING,
                             "coap.ack_mid_mismatch",
                             f"ACK {msg.code_str} with token {msg.token.hex()} answers the "
-                            f"{pending.ref.kind} with mid {pending.ref.mid} but carries mid "
+                            f"{pending.kind} with mid {pending.mid} but carries mid "
                             f"{msg.mid} (strict servers drop the session)",
                             ts,
                             direction,
-                            {"mid": msg.mid, "request_mid": pending.ref.mid},
+                            {"mid": msg.mid, "request_mid": pending.mid},
                         )
                     )
         elif msg.token:
@@ -309,7 +348,7 @@ class ExchangeTracker:
             if msg.type == 0:
                 self._add_pending(msg, direction, ts, "Response", None, None, request=False)
             return
-        kind = response_kind(pending.ref.kind, msg.code)
+        kind = response_kind(pending.kind, msg.code)
         obs.kind = kind
         self._link(obs, pending, ts)
         self._remove(pending)
@@ -336,9 +375,13 @@ class ExchangeTracker:
                 vtype = self.variable_types.get(pending.detail)
             elif kind == "DescribeReturn" and isinstance(pending.detail, int):
                 flags = pending.detail
-        decoded = decode_payload(kind, msg, variable_type=vtype, describe_flags=flags)
+            decoded = decode_payload(kind, msg, variable_type=vtype, describe_flags=flags)
+        else:
+            decoded = decode_payload(kind, msg)
         if decoded is None:
             return None
+        if kind not in _DECODE_CHECKS and "error" not in decoded:
+            return decoded
         if pending is not None and kind in ("VariableValue", "FunctionReturn"):
             decoded["name"] = pending.detail
         if kind in ("DescribeReturn", "DeviceDescribe") and "json" in decoded:
@@ -430,12 +473,12 @@ class ExchangeTracker:
                     self._finding(
                         Severity.INFO if old.acked else Severity.WARNING,
                         "coap.token_reuse",
-                        f"token {token.hex()} reused while the {old.ref.kind} (mid "
-                        f"{old.ref.mid}) that carries it is still "
+                        f"token {token.hex()} reused while the {old.kind} (mid "
+                        f"{old.mid}) that carries it is still "
                         + ("awaiting its separate response" if old.acked else "unanswered"),
                         ts,
                         direction,
-                        {"token": token.hex(), "pending_kind": old.ref.kind, "mid": msg.mid},
+                        {"token": token.hex(), "pending_kind": old.kind, "mid": msg.mid},
                     )
                 )
                 self._remove(old)
@@ -444,8 +487,7 @@ class ExchangeTracker:
         if old_mid is not None:
             self._remove(old_mid)
         self._serial += 1
-        ref = RequestRef(kind, ts, msg.mid, msg.token, direction)
-        p = _Pending(self._serial, side, ref, detail)
+        p = _Pending(self._serial, side, kind, ts, msg.mid, msg.token, direction, detail)
         self._pending[p.serial] = p
         self._by_mid[mid_key] = p
         if token:
@@ -455,12 +497,11 @@ class ExchangeTracker:
 
     def _remove(self, p: _Pending) -> None:
         self._pending.pop(p.serial, None)
-        ref = p.ref
-        key_mid = p.side << 16 | ref.mid
+        key_mid = p.side << 16 | p.mid
         if self._by_mid.get(key_mid) is p:
             del self._by_mid[key_mid]
-        if ref.token:
-            key_tok = (p.side, ref.token)
+        if p.token:
+            key_tok = (p.side, p.token)
             if self._by_token.get(key_tok) is p:
                 del self._by_token[key_tok]
 
@@ -472,25 +513,26 @@ class ExchangeTracker:
         pending = self._pending
         while pending:
             oldest = next(iter(pending.values()))
-            if oldest.ref.ts >= limit:
+            if oldest.ts >= limit:
                 break
             self._remove(oldest)
         sent = self._sent_con
         limit = ts - EXCHANGE_LIFETIME
         while sent:
             key, first = next(iter(sent.items()))
-            if first.ts >= limit and len(sent) <= _MAX_SENT:
+            if first[0] >= limit and len(sent) <= _MAX_SENT:
                 break
             del sent[key]
 
     def _link(self, obs: Observation, pending: _Pending, ts: float) -> None:
         obs.request = pending.ref
-        obs.latency = ts - pending.ref.ts
+        obs.latency = ts - pending.ts
 
     def _remember_con(self, direction: Direction, mid: int, ts: float, obs: Observation) -> None:
         key = (0 if direction is _D2C else 0x10000) | mid
         sent = self._sent_con
-        sent.pop(key, None)
-        sent[key] = _Sent(ts, obs.kind, obs.request)
+        if key in sent:
+            del sent[key]
+        sent[key] = (ts, obs.kind, obs.request)
         if len(sent) > _MAX_SENT:
             sent.popitem(last=False)

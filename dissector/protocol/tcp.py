@@ -141,6 +141,10 @@ class TcpConnection:
     @property
     def holding_since(self) -> float | None:
         """Timestamp of the oldest message not yet emitted (waiting for keys or framing)."""
+        d2c = self._sides[D2C]
+        c2d = self._sides[C2D]
+        if not d2c.held and not c2d.held and d2c.stream.synced and c2d.stream.synced:
+            return None
         stamps = [h.unit.ts for side in self._sides.values() for h in side.held[:1]]
         for side in self._sides.values():
             if not side.stream.synced:
@@ -157,10 +161,22 @@ class TcpConnection:
     def receive_data(self, direction: Direction, data: bytes, ts: float) -> list[Event]:
         """Feed stream bytes seen in ``direction`` at ``ts``."""
         self._last_ts = ts
-        self.info.touch(ts)
+        info = self.info
+        if info.end is None or ts > info.end or info.start is None or ts < info.start:
+            info.touch(ts)
         side = self._sides[direction]
         units, notes = side.stream.feed(data, ts)
-        return self._handle(direction, units, notes, ts)
+        if notes:
+            return self._handle(direction, units, notes, ts)
+        events: list[Event] = []
+        for unit in units:
+            if unit.kind != "frame":
+                events += self._handle(direction, [unit], notes, ts)
+            elif side.frames and self._creds is not None:
+                self._frame_into(direction, side, unit, events)  # the steady state
+            else:
+                events += self._on_frame(direction, unit)
+        return events
 
     def receive_gap(self, direction: Direction, nbytes: int, ts: float) -> list[Event]:
         """Tell the connection that ``nbytes`` of the stream were never captured."""
@@ -551,7 +567,7 @@ class TcpConnection:
 
     def _on_frame(self, direction: Direction, unit: Unit) -> list[Event]:
         side = self._sides[direction]
-        if self.info.handshake_seen and side.frames == 0 and side.cbc is None:
+        if side.frames == 0 and side.cbc is None and self.info.handshake_seen:
             side.at_start = True
         if self._creds is None and not self._keys_settled:
             self._held_seq += 1
@@ -566,13 +582,19 @@ class TcpConnection:
         return self._emit_frame(direction, unit)
 
     def _emit_frame(self, direction: Direction, unit: Unit) -> list[Event]:
-        side = self._sides[direction]
+        events: list[Event] = []
+        self._frame_into(direction, self._sides[direction], unit, events)
+        return events
+
+    def _frame_into(
+        self, direction: Direction, side: _Side, unit: Unit, events: list[Event]
+    ) -> None:
+        """Turn one frame into its message event (and findings), appended to ``events``."""
         side.frames += 1
         stats = self.info.stats[direction]
         stats.bytes += unit.wire_length
         stats.messages += 1
         ct = unit.payload
-        events: list[Event] = []
         msg = MessageEvent(
             session=self.session_id,
             direction=direction,
@@ -583,6 +605,22 @@ class TcpConnection:
             ciphertext=ct,
         )
         events.append(msg)
+        cbc = side.cbc
+        if cbc is not None and not unit.lost:
+            # Fast path: a whole frame that decrypts with valid padding.
+            plaintext = cbc.decrypt_plaintext(ct)
+            if plaintext is not None:
+                side.at_start = False
+                side.prev_block = ct[:16]
+                msg.plaintext = plaintext
+                try:
+                    coap = coap_decode(plaintext)
+                except CoapError as exc:
+                    self._not_coap(direction, unit, msg, events, plaintext, exc)
+                    return
+                stats.decrypted += 1
+                self._on_coap(direction, msg, coap, events)
+                return
         if side.cbc is None:
             side.prev_block = ct[:16] if len(ct) >= 16 else None
             side.at_start = False
@@ -597,7 +635,7 @@ class TcpConnection:
                         Severity.WARNING, "decrypt.missing_key", reason, unit.ts, direction
                     )
                 )
-            return events
+            return
         side.at_start = False
         side.prev_block = ct[:16] if len(ct) >= 16 else None
         if unit.lost:
@@ -608,7 +646,7 @@ class TcpConnection:
             )
             if side.prev_block is None:
                 events.append(self._iv_lost(direction, unit))
-            return events
+            return
         result = side.cbc.decrypt(ct)
         if not result.first_block_known:
             msg.encrypted = EncryptedInfo(
@@ -618,7 +656,7 @@ class TcpConnection:
                 (result.plaintext if result.plaintext is not None else result.raw) or None,
                 16,
             )
-            return events
+            return
         if not result.padding_ok or result.plaintext is None:
             msg.encrypted = EncryptedInfo(len(ct), f"decryption failed: {result.reason}")
             events.append(
@@ -633,39 +671,52 @@ class TcpConnection:
                     offset=unit.offset,
                 )
             )
-            return events
+            return
         msg.plaintext = result.plaintext
         try:
             coap = coap_decode(result.plaintext)
         except CoapError as exc:
-            msg.encrypted = EncryptedInfo(
-                len(ct), f"decrypted but not valid CoAP: {exc}", result.plaintext
-            )
-            events.append(
-                self._finding(
-                    Severity.ERROR,
-                    "coap.malformed",
-                    f"decrypted frame is not valid CoAP: {exc}",
-                    unit.ts,
-                    direction,
-                    offset=unit.offset,
-                )
-            )
-            return events
+            self._not_coap(direction, unit, msg, events, result.plaintext, exc)
+            return
         stats.decrypted += 1
-        events += self._on_coap(direction, msg, coap)
-        return events
+        self._on_coap(direction, msg, coap, events)
 
-    def _on_coap(self, direction: Direction, msg: MessageEvent, coap: CoapMessage) -> list[Event]:
-        events: list[Event] = []
+    def _not_coap(
+        self,
+        direction: Direction,
+        unit: Unit,
+        msg: MessageEvent,
+        events: list[Event],
+        plaintext: bytes,
+        exc: CoapError,
+    ) -> None:
+        msg.encrypted = EncryptedInfo(
+            len(unit.payload), f"decrypted but not valid CoAP: {exc}", plaintext
+        )
+        events.append(
+            self._finding(
+                Severity.ERROR,
+                "coap.malformed",
+                f"decrypted frame is not valid CoAP: {exc}",
+                unit.ts,
+                direction,
+                offset=unit.offset,
+            )
+        )
+
+    def _on_coap(
+        self, direction: Direction, msg: MessageEvent, coap: CoapMessage, events: list[Event]
+    ) -> None:
+        """Track a decoded message; its findings are appended to ``events``."""
         msg.coap = coap
         obs = self.tracker.observe(coap, direction, msg.ts)
         msg.observation = obs
-        for finding in obs.findings:
-            finding.session = self.session_id
-            if finding.direction is None:
-                finding.direction = direction
-            events.append(FindingEvent(finding))
+        if obs.findings:
+            for finding in obs.findings:
+                finding.session = self.session_id
+                if finding.direction is None:
+                    finding.direction = direction
+                events.append(FindingEvent(finding))
         if obs.kind == "Hello":
             decoded = obs.decoded or {}
             if direction is D2C:
@@ -679,8 +730,7 @@ class TcpConnection:
             elif self.info.cloud_hello is None:
                 self.info.cloud_hello = decoded
                 self.info.checks["cloud_hello"].set(CheckStatus.PASSED)
-        msg.device_id = self.info.device_id
-        return events
+            msg.device_id = self.info.device_id
 
     def _check_salt(self, mid: int) -> None:
         creds = self._creds
