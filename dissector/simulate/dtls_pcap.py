@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Protocol
 
@@ -24,6 +23,7 @@ from dissector.capture.writer import (
 )
 from dissector.model import Direction
 from dissector.simulate.errors import SimulationError
+from dissector.simulate.pcap import open_output
 from dissector.simulate.rng import ByteSource
 
 __all__ = [
@@ -136,15 +136,6 @@ def build_udp_packets(
     return list(heapq.merge(*per_flow, key=lambda p: p[0]))
 
 
-@contextmanager
-def _output(dest: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
-    if isinstance(dest, str | os.PathLike):
-        with open(dest, "wb") as fh:
-            yield fh
-    else:
-        yield dest
-
-
 def write_udp_pcap(
     dest: str | os.PathLike[str] | IO[bytes],
     flows: UdpFlow | HasDatagrams | Iterable[UdpFlow | HasDatagrams],
@@ -156,7 +147,7 @@ def write_udp_pcap(
 ) -> int:
     """Write the flows as a classic pcap file (path or binary file); returns the count."""
     packets = build_udp_packets(flows, seed=seed, linktype=linktype, checksum=checksum)
-    with _output(dest) as fh:
+    with open_output(dest) as fh:
         writer = PcapWriter(fh, linktype, nanosecond=nanosecond)
         for ts, frame in packets:
             writer.write_packet(ts, frame)
@@ -174,7 +165,7 @@ def write_udp_pcapng(
 ) -> int:
     """Write the flows as a pcapng file (one interface); returns the packet count."""
     packets = build_udp_packets(flows, seed=seed, linktype=linktype, checksum=checksum)
-    with _output(dest) as fh:
+    with open_output(dest) as fh:
         writer = PcapngWriter(fh)
         iface = writer.add_interface(linktype, name=interface_name)
         for ts, frame in packets:

@@ -269,7 +269,8 @@ def build_packets(
 
 
 @contextmanager
-def _output(dest: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
+def open_output(dest: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
+    """A binary output: a path opened for writing (and closed), or a file object as is."""
     if isinstance(dest, str | os.PathLike):
         with open(dest, "wb") as fh:
             yield fh
@@ -297,7 +298,7 @@ def write_pcap(
         checksum=checksum,
         coalesce=coalesce,
     )
-    with _output(dest) as fh:
+    with open_output(dest) as fh:
         writer = PcapWriter(fh, linktype, nanosecond=nanosecond)
         for ts, frame in packets:
             writer.write_packet(ts, frame)
@@ -324,7 +325,7 @@ def write_pcapng(
         checksum=checksum,
         coalesce=coalesce,
     )
-    with _output(dest) as fh:
+    with open_output(dest) as fh:
         writer = PcapngWriter(fh)
         iface = writer.add_interface(linktype, name=interface_name)
         for ts, frame in packets:
