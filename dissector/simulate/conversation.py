@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dissector.coap import CoapMessage
+from dissector.coap import CON, NON, CoapMessage
 from dissector.simulate import messages as m
 
 __all__ = ["Conversation"]
@@ -31,7 +31,15 @@ class Conversation:
     seed 0, like spark-protocol's). ``cloud_hello_token``: spark-protocol
     gives its Hello a token, Brewskey none. ``cloud_ack_token``: token of the cloud's empty
     ACKs (``b"\\x00"`` as spark-protocol 0.1.6 sends it; RFC 7252 says none).
+
+    Transport conventions are class attributes: ``confirmable_messages`` (events and
+    separate responses are CON and acknowledged with an empty ACK, as over UDP; False:
+    NON, as over TCP) and ``cloud_event_always_ttl`` (cloud events carry Max-Age even for
+    the default TTL, as the Node cloud does over TCP).
     """
+
+    confirmable_messages: bool = False
+    cloud_event_always_ttl: bool = True
 
     def __init__(
         self,
@@ -135,8 +143,9 @@ class Conversation:
         ack: int | None = None,
         at: float | None = None,
     ) -> Exchange:
-        """A device event (NON POST ``E``/``e``); ``ack`` is the cloud's answer code, if any:
-        0 = empty ACK (Brewskey for ``spark/*``), 0x80 = ACK 4.00 (spark-protocol)."""
+        """A device event (POST ``E``/``e``, NON or CON per ``confirmable_messages``); ``ack``
+        is the cloud's answer code, if any: 0 = empty ACK (Brewskey for ``spark/*``),
+        0x80 = ACK 4.00 (spark-protocol)."""
         msg = m.event(
             self.next_device_mid(),
             name,
@@ -144,6 +153,7 @@ class Conversation:
             private=private,
             ttl=ttl,
             content_format=content_format,
+            confirmable=self.confirmable_messages,
         )
         self.device_sends(msg, at)
         if ack is None:
@@ -189,14 +199,14 @@ class Conversation:
         *,
         at: float | None = None,
     ) -> Exchange:
-        """Cloud CON POST ``f/<name>``, the device's empty ACK, then its NON 2.04 result."""
+        """Cloud CON POST ``f/<name>``, the device's empty ACK, then its separate 2.04 with
+        the result (see :meth:`_separate_response`)."""
         call = m.function_call(self.next_cloud_mid(), self.next_cloud_token(), name, argument)
         self.cloud_sends(call, at)
-        ack = m.empty_ack(call.mid)
-        self.device_sends(ack)
-        ret = m.function_return(self.next_device_mid(), call.token, result)
-        self.device_sends(ret)
-        return call, ack, ret
+        ret = m.function_return(
+            self.next_device_mid(), call.token, result, confirmable=self.confirmable_messages
+        )
+        return (call, *self._separate_response(call, ret))
 
     def variable_read(
         self,
@@ -207,35 +217,35 @@ class Conversation:
         at: float | None = None,
     ) -> Exchange:
         """Cloud CON GET ``v/<name>`` and the value: a piggybacked ACK 2.05 (Core, Device OS
-        0.7), or an empty ACK then a separate NON 2.05 (``piggybacked=False``)."""
+        0.7), or an empty ACK then a separate 2.05 (``piggybacked=False``, see
+        :meth:`_separate_response`)."""
         req = m.variable_request(self.next_cloud_mid(), self.next_cloud_token(), name)
         self.cloud_sends(req, at)
         if piggybacked:
             resp = m.variable_value(req.mid, req.token, value)
             self.device_sends(resp)
             return req, resp
-        ack = m.empty_ack(req.mid)
-        self.device_sends(ack)
-        resp = m.variable_value(self.next_device_mid(), req.token, value, piggybacked=False)
-        self.device_sends(resp)
-        return req, ack, resp
+        return (req, *self._separate_response(req, self._separate(req, m.CONTENT, value)))
 
     def describe(
         self,
         description: bytes | str | dict[str, Any],
         *,
         flags: int | None = None,
+        piggybacked: bool = True,
         at: float | None = None,
     ) -> Exchange:
-        """Cloud CON GET ``d`` and the device's piggybacked ACK 2.05 with the JSON."""
-        if isinstance(description, dict):
-            description = json.dumps(description, separators=(",", ":"))
-        payload = description.encode() if isinstance(description, str) else description
+        """Cloud CON GET ``d`` (Uri-Query = ``flags``) and the device's piggybacked ACK 2.05
+        with the JSON, or (``piggybacked=False``) an empty ACK then a separate 2.05 (see
+        :meth:`_separate_response`)."""
+        payload = self._describe_payload(description)
         req = m.describe_request(self.next_cloud_mid(), self.next_cloud_token(), flags)
         self.cloud_sends(req, at)
-        resp = m.ack(req.mid, m.CONTENT, req.token, payload)
-        self.device_sends(resp)
-        return req, resp
+        if piggybacked:
+            resp = m.ack(req.mid, m.CONTENT, req.token, payload)
+            self.device_sends(resp)
+            return req, resp
+        return (req, *self._separate_response(req, self._separate(req, m.CONTENT, payload)))
 
     def cloud_event(
         self,
@@ -246,7 +256,8 @@ class Conversation:
         ttl: int = m.DEFAULT_TTL,
         at: float | None = None,
     ) -> Exchange:
-        """Cloud → device event: NON POST, name split on ``/``, Max-Age always (Node)."""
+        """Cloud → device event: POST with the name split on ``/``; NON with Max-Age always
+        (Node, TCP) or, with ``confirmable_messages``, CON and the device's empty ACK."""
         msg = m.event(
             self.next_cloud_mid(),
             name,
@@ -255,10 +266,15 @@ class Conversation:
             ttl=ttl,
             split_name=True,
             ttl_width=None,
-            always_ttl=True,
+            always_ttl=self.cloud_event_always_ttl,
+            confirmable=self.confirmable_messages,
         )
         self.cloud_sends(msg, at)
-        return (msg,)
+        if not self.confirmable_messages:
+            return (msg,)
+        ack = m.empty_ack(msg.mid)
+        self.device_sends(ack)
+        return msg, ack
 
     def signal(self, on: bool = True, *, at: float | None = None) -> Exchange:
         """Cloud CON PUT ``s`` and the device's ACK 2.04 with the token."""
@@ -270,7 +286,36 @@ class Conversation:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _describe_payload(description: bytes | str | dict[str, Any]) -> bytes:
+        """The describe JSON as bytes (a dict is serialised compactly)."""
+        if isinstance(description, dict):
+            description = json.dumps(description, separators=(",", ":"))
+        return description.encode() if isinstance(description, str) else bytes(description)
+
+    def _separate(self, request: CoapMessage, code: int, payload: bytes) -> CoapMessage:
+        """The device's separate response to ``request`` (its next message ID, the request's
+        token; CON or NON per ``confirmable_messages``)."""
+        return CoapMessage(
+            type=CON if self.confirmable_messages else NON,
+            code=code,
+            mid=self.next_device_mid(),
+            token=request.token,
+            payload=payload,
+        )
+
+    def _separate_response(self, request: CoapMessage, response: CoapMessage) -> Exchange:
+        """The device's empty ACK to ``request``, then ``response``; a CON response is
+        acknowledged by the cloud's empty ACK."""
+        ack = m.empty_ack(request.mid)
+        self.device_sends(ack)
+        self.device_sends(response)
+        if response.type != CON:
+            return ack, response
+        return ack, response, self._cloud_ack(response, 0)
+
     def _cloud_ack(self, request: CoapMessage, code: int) -> CoapMessage:
+        """The cloud's ACK with ``code`` (0: empty) to ``request``; sends and returns it."""
         resp = m.ack(request.mid, code, self.cloud_ack_token)
         self.cloud_sends(resp)
         return resp

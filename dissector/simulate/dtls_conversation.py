@@ -3,17 +3,17 @@
 Over DTLS the device's Hello is CON and carries its device ID; events are CON by default
 and the cloud answers with an empty ACK; separate responses (function result, variable
 value, describe) are CON and the receiver acknowledges them with an empty ACK; pings are
-empty CONs. :class:`UdpConversation` overrides the TCP-flavoured helpers accordingly and
-adds :meth:`UdpConversation.retransmit` and the CoAP retransmission timer.
+empty CONs. :class:`UdpConversation` switches the shared helpers to these conventions
+(``confirmable_messages``), changes their defaults where firmware differs, and adds
+:meth:`UdpConversation.retransmit` and the CoAP retransmission timer.
 """
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
-from dissector.coap import CON, CoapMessage
+from dissector.coap import CoapMessage
 from dissector.model import Direction
 from dissector.simulate import messages as m
 from dissector.simulate.conversation import Conversation, Exchange
@@ -45,6 +45,8 @@ class UdpConversation(Conversation):
 
     device_id: bytes
     timer_rng: ByteSource
+    confirmable_messages = True
+    cloud_event_always_ttl = False
 
     def __init__(self, **counters: Any) -> None:
         """``counters``: the :class:`Conversation` arguments (seeds, start, step, …)."""
@@ -112,19 +114,15 @@ class UdpConversation(Conversation):
     ) -> Exchange:
         """A device event: CON POST ``E``/``e`` and (``ack`` not None) the cloud's ACK with
         that code (0 = empty ACK)."""
-        msg = m.event(
-            self.next_device_mid(),
+        return super().device_event(
             name,
             data,
             private=private,
             ttl=ttl,
             content_format=content_format,
-            confirmable=True,
+            ack=ack,
+            at=at,
         )
-        self.device_sends(msg, at)
-        if ack is None:
-            return (msg,)
-        return msg, self._cloud_ack(msg, ack)
 
     def subscribe(
         self, name_filter: str | bytes, *, my_devices: bool = False, at: float | None = None
@@ -135,24 +133,6 @@ class UdpConversation(Conversation):
         return super().subscribe(name_filter, my_devices=my_devices, at=at)
 
     # -- cloud-initiated -------------------------------------------------------------------
-
-    def function_call(
-        self,
-        name: str | bytes,
-        argument: str | bytes = b"",
-        result: int = 0,
-        *,
-        at: float | None = None,
-    ) -> Exchange:
-        """Cloud CON POST ``f/<name>``, the device's empty ACK, its separate CON 2.04 with
-        the result, and the cloud's empty ACK."""
-        call = m.function_call(self.next_cloud_mid(), self.next_cloud_token(), name, argument)
-        self.cloud_sends(call, at)
-        ack = m.empty_ack(call.mid)
-        self.device_sends(ack)
-        ret = m.function_return(self.next_device_mid(), call.token, result, confirmable=True)
-        self.device_sends(ret)
-        return call, ack, ret, self._cloud_ack(ret, 0)
 
     def variable_read(
         self,
@@ -165,19 +145,7 @@ class UdpConversation(Conversation):
         """Cloud CON GET ``v/<name>``; the value as a piggybacked ACK 2.05 (Device OS ≤ 1.x)
         or, by default (current firmware), an empty ACK, a separate CON 2.05 and the cloud's
         empty ACK."""
-        req = m.variable_request(self.next_cloud_mid(), self.next_cloud_token(), name)
-        self.cloud_sends(req, at)
-        if piggybacked:
-            resp = m.variable_value(req.mid, req.token, value)
-            self.device_sends(resp)
-            return req, resp
-        ack = m.empty_ack(req.mid)
-        self.device_sends(ack)
-        sep = CoapMessage(
-            type=CON, code=m.CONTENT, mid=self.next_device_mid(), token=req.token, payload=value
-        )
-        self.device_sends(sep)
-        return req, ack, sep, self._cloud_ack(sep, 0)
+        return super().variable_read(name, value, piggybacked=piggybacked, at=at)
 
     def describe(
         self,
@@ -189,49 +157,10 @@ class UdpConversation(Conversation):
     ) -> Exchange:
         """Cloud CON GET ``d`` (Uri-Query = ``flags``); the device's empty ACK, separate
         CON 2.05 with the JSON and the cloud's empty ACK (v0.5+), or a piggybacked ACK 2.05
-        (``piggybacked``)."""
-        if isinstance(description, dict):
-            description = json.dumps(description, separators=(",", ":"))
-        payload = description.encode() if isinstance(description, str) else bytes(description)
+        (``piggybacked``). Records the description's CRC for the persisted session."""
+        payload = self._describe_payload(description)
         if flags == DESCRIBE_APPLICATION:
             self.describe_app_crc = zlib.crc32(payload)
         elif flags == DESCRIBE_SYSTEM:
             self.describe_system_crc = zlib.crc32(payload)
-        req = m.describe_request(self.next_cloud_mid(), self.next_cloud_token(), flags)
-        self.cloud_sends(req, at)
-        if piggybacked:
-            resp = m.ack(req.mid, m.CONTENT, req.token, payload)
-            self.device_sends(resp)
-            return req, resp
-        ack = m.empty_ack(req.mid)
-        self.device_sends(ack)
-        sep = CoapMessage(
-            type=CON, code=m.CONTENT, mid=self.next_device_mid(), token=req.token, payload=payload
-        )
-        self.device_sends(sep)
-        return req, ack, sep, self._cloud_ack(sep, 0)
-
-    def cloud_event(
-        self,
-        name: str | bytes,
-        data: bytes | str = b"",
-        *,
-        private: bool = True,
-        ttl: int = m.DEFAULT_TTL,
-        at: float | None = None,
-    ) -> Exchange:
-        """Cloud → device event: CON POST (name split on ``/``) and the device's empty ACK."""
-        msg = m.event(
-            self.next_cloud_mid(),
-            name,
-            data,
-            private=private,
-            ttl=ttl,
-            split_name=True,
-            ttl_width=None,
-            confirmable=True,
-        )
-        self.cloud_sends(msg, at)
-        ack = m.empty_ack(msg.mid)
-        self.device_sends(ack)
-        return msg, ack
+        return super().describe(payload, flags=flags, piggybacked=piggybacked, at=at)

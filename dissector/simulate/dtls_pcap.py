@@ -8,22 +8,24 @@ default device ports are drawn from the seed, so output is deterministic.
 
 from __future__ import annotations
 
-import heapq
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Protocol
 
-from dissector.capture.writer import (
-    PcapngWriter,
-    PcapWriter,
-    ethernet_frame,
-    frame_for_linktype,
-    ip_udp,
-)
+from dissector.capture.writer import ip_udp
 from dissector.model import Direction
 from dissector.simulate.errors import SimulationError
-from dissector.simulate.pcap import open_output
+from dissector.simulate.pcap import (
+    Endpoint,
+    Packet,
+    ephemeral_port,
+    link_frame,
+    merge_packets,
+    normalise_flows,
+    write_packets_pcap,
+    write_packets_pcapng,
+)
 from dissector.simulate.rng import ByteSource
 
 __all__ = [
@@ -38,14 +40,10 @@ __all__ = [
 D2C = Direction.DEVICE_TO_CLOUD
 C2D = Direction.CLOUD_TO_DEVICE
 
-Endpoint = tuple[str, int]
-Packet = tuple[float, bytes]
 DatagramTuple = tuple[float, Direction, bytes]
 
 DEFAULT_DTLS_CLOUD: Endpoint = ("10.0.0.1", 5684)
 DEFAULT_DTLS_DEVICE_IP = "10.0.0.2"
-_DEVICE_MAC = b"\x02\x00\x00\x00\x00\x02"
-_CLOUD_MAC = b"\x02\x00\x00\x00\x00\x01"
 
 
 class HasDatagrams(Protocol):
@@ -66,21 +64,7 @@ class UdpFlow:
 
 
 def _flows(flows: UdpFlow | HasDatagrams | Iterable[UdpFlow | HasDatagrams]) -> list[UdpFlow]:
-    if isinstance(flows, UdpFlow):
-        return [flows]
-    if hasattr(flows, "datagrams"):
-        return [UdpFlow(flows.datagrams)]
-    out = []
-    for item in flows:
-        if isinstance(item, UdpFlow):
-            out.append(item)
-        elif hasattr(item, "datagrams"):
-            out.append(UdpFlow(item.datagrams))
-        else:
-            raise SimulationError(
-                f"expected a UdpFlow or an object with .datagrams, not {type(item).__name__}"
-            )
-    return out
+    return normalise_flows(flows, UdpFlow, "datagrams")
 
 
 def _flow_packets(
@@ -88,7 +72,6 @@ def _flow_packets(
 ) -> list[Packet]:
     ident = {D2C: rng.uint(0, 0xFFFF), C2D: rng.uint(0, 0xFFFF)}
     ends = {D2C: (device, flow.cloud), C2D: (flow.cloud, device)}
-    macs = {D2C: (_DEVICE_MAC, _CLOUD_MAC), C2D: (_CLOUD_MAC, _DEVICE_MAC)}
     out: list[Packet] = []
     last = float("-inf")
     for ts, direction, data in flow.datagrams:
@@ -98,11 +81,7 @@ def _flow_packets(
         (sip, sport), (dip, dport) = ends[direction]
         try:
             ip = ip_udp(sip, sport, dip, dport, data, checksum=checksum, ident=ident[direction])
-            if linktype == 1:
-                src, dst = macs[direction]
-                frame = ethernet_frame(ip, src_mac=src, dst_mac=dst)
-            else:
-                frame = frame_for_linktype(linktype, ip)
+            frame = link_frame(ip, direction, linktype)
         except (ValueError, OSError) as exc:
             raise SimulationError(f"cannot build packets: {exc}") from None
         ident[direction] = (ident[direction] + 1) & 0xFFFF
@@ -127,13 +106,10 @@ def build_udp_packets(
     for flow in _flows(flows):
         device = flow.device
         if device is None:
-            port = rng.uint(49152, 65535)
-            while port in used:
-                port = 49152 + (port - 49152 + 1) % 16384
-            device = (DEFAULT_DTLS_DEVICE_IP, port)
+            device = (DEFAULT_DTLS_DEVICE_IP, ephemeral_port(rng, used))
         used.add(device[1])
         per_flow.append(_flow_packets(flow, device, rng, linktype, checksum))
-    return list(heapq.merge(*per_flow, key=lambda p: p[0]))
+    return merge_packets(per_flow)
 
 
 def write_udp_pcap(
@@ -147,11 +123,7 @@ def write_udp_pcap(
 ) -> int:
     """Write the flows as a classic pcap file (path or binary file); returns the count."""
     packets = build_udp_packets(flows, seed=seed, linktype=linktype, checksum=checksum)
-    with open_output(dest) as fh:
-        writer = PcapWriter(fh, linktype, nanosecond=nanosecond)
-        for ts, frame in packets:
-            writer.write_packet(ts, frame)
-    return len(packets)
+    return write_packets_pcap(dest, packets, linktype, nanosecond=nanosecond)
 
 
 def write_udp_pcapng(
@@ -165,9 +137,4 @@ def write_udp_pcapng(
 ) -> int:
     """Write the flows as a pcapng file (one interface); returns the packet count."""
     packets = build_udp_packets(flows, seed=seed, linktype=linktype, checksum=checksum)
-    with open_output(dest) as fh:
-        writer = PcapngWriter(fh)
-        iface = writer.add_interface(linktype, name=interface_name)
-        for ts, frame in packets:
-            writer.write(ts, frame, iface)
-    return len(packets)
+    return write_packets_pcapng(dest, packets, linktype, interface_name=interface_name)

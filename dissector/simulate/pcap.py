@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 from dissector.capture.writer import (
     PcapngWriter,
@@ -38,7 +38,14 @@ __all__ = [
     "TcpFlow",
     "TcpPacketizer",
     "build_packets",
+    "ephemeral_port",
     "flow_packets",
+    "link_frame",
+    "merge_packets",
+    "normalise_flows",
+    "open_output",
+    "write_packets_pcap",
+    "write_packets_pcapng",
     "write_pcap",
     "write_pcapng",
 ]
@@ -56,6 +63,51 @@ DEFAULT_DEVICE_IP = "10.0.0.2"
 _MACS = {D2C: (b"\x02\x00\x00\x00\x00\x02", b"\x02\x00\x00\x00\x00\x01")}  # (src, dst)
 _MACS[C2D] = (_MACS[D2C][1], _MACS[D2C][0])
 _GAP = 0.0001  # spacing of the synthetic SYN and FIN packets, seconds
+
+F = TypeVar("F")
+
+
+def link_frame(ip: bytes, direction: Direction, linktype: int) -> bytes:
+    """``ip`` in a frame of ``linktype``: Ethernet (1) with the device / cloud MACs for
+    ``direction``, else whatever :func:`frame_for_linktype` builds."""
+    if linktype == 1:
+        src, dst = _MACS[direction]
+        return ethernet_frame(ip, src_mac=src, dst_mac=dst)
+    return frame_for_linktype(linktype, ip)
+
+
+def ephemeral_port(rng: ByteSource, used: set[int]) -> int:
+    """A seeded ephemeral port (49152–65535) not in ``used`` (the caller records it)."""
+    port = rng.uint(49152, 65535)
+    while port in used:
+        port = 49152 + (port - 49152 + 1) % 16384
+    return port
+
+
+def normalise_flows(flows: Any, flow_type: type[F], attr: str, hint: str = "") -> list[F]:
+    """``flows`` as a list of ``flow_type``: one flow, one object with ``attr`` (its
+    ``.writes`` / ``.datagrams``, wrapped), or an iterable of those."""
+    if isinstance(flows, flow_type):
+        return [flows]
+    if hasattr(flows, attr):
+        return [flow_type(getattr(flows, attr))]  # type: ignore[call-arg]
+    out: list[F] = []
+    for item in flows:
+        if isinstance(item, flow_type):
+            out.append(item)
+        elif hasattr(item, attr):
+            out.append(flow_type(getattr(item, attr)))  # type: ignore[call-arg]
+        else:
+            raise SimulationError(
+                f"expected a {flow_type.__name__} or an object with .{attr}, "
+                f"not {type(item).__name__}{hint}"
+            )
+    return out
+
+
+def merge_packets(per_flow: Iterable[list[Packet]]) -> list[Packet]:
+    """Packets of several flows merged by time (ties keep flow order)."""
+    return list(heapq.merge(*per_flow, key=lambda p: p[0]))
 
 
 class HasWrites(Protocol):
@@ -121,10 +173,7 @@ class TcpPacketizer:
         ip = ip_tcp(
             sip, sport, dip, dport, seq, ack, flags, payload, checksum=self.checksum, ident=ident
         )
-        if self.linktype == 1:
-            src, dst = _MACS[direction]
-            return ts, ethernet_frame(ip, src_mac=src, dst_mac=dst)
-        return ts, frame_for_linktype(self.linktype, ip)
+        return ts, link_frame(ip, direction, self.linktype)
 
     def open(self, ts: float) -> list[Packet]:
         """SYN, SYN-ACK, ACK, ending just before ``ts``."""
@@ -166,22 +215,7 @@ class TcpPacketizer:
 
 
 def _flows(flows: TcpFlow | HasWrites | Iterable[TcpFlow | HasWrites]) -> list[TcpFlow]:
-    if isinstance(flows, TcpFlow):
-        return [flows]
-    if hasattr(flows, "writes"):
-        return [TcpFlow(flows.writes)]
-    out = []
-    for item in flows:
-        if isinstance(item, TcpFlow):
-            out.append(item)
-        elif hasattr(item, "writes"):
-            out.append(TcpFlow(item.writes))
-        else:
-            raise SimulationError(
-                f"expected a TcpFlow or an object with .writes, not {type(item).__name__} "
-                "(wrap a list of stream writes in TcpFlow)"
-            )
-    return out
+    return normalise_flows(flows, TcpFlow, "writes", " (wrap a list of stream writes in TcpFlow)")
 
 
 def _coalesced(writes: Sequence[Write]) -> list[Write]:
@@ -250,9 +284,7 @@ def build_packets(
     used: set[int] = set()
     for flow in _flows(flows):
         if flow.device is None:
-            port = rng.uint(49152, 65535)
-            while port in used:
-                port = 49152 + (port - 49152 + 1) % 16384
+            port = ephemeral_port(rng, used)
             used.add(port)
             flow = TcpFlow(flow.writes, (DEFAULT_DEVICE_IP, port), flow.cloud, flow.syn, flow.close)
         per_flow.append(
@@ -265,7 +297,7 @@ def build_packets(
                 coalesce=coalesce,
             )
         )
-    return list(heapq.merge(*per_flow, key=lambda p: p[0]))
+    return merge_packets(per_flow)
 
 
 @contextmanager
@@ -276,6 +308,37 @@ def open_output(dest: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]
             yield fh
     else:
         yield dest
+
+
+def write_packets_pcap(
+    dest: str | os.PathLike[str] | IO[bytes],
+    packets: Sequence[Packet],
+    linktype: int,
+    *,
+    nanosecond: bool = False,
+) -> int:
+    """Write ``packets`` as a classic pcap file (path or binary file); returns the count."""
+    with open_output(dest) as fh:
+        writer = PcapWriter(fh, linktype, nanosecond=nanosecond)
+        for ts, frame in packets:
+            writer.write_packet(ts, frame)
+    return len(packets)
+
+
+def write_packets_pcapng(
+    dest: str | os.PathLike[str] | IO[bytes],
+    packets: Sequence[Packet],
+    linktype: int,
+    *,
+    interface_name: str | None = "sim0",
+) -> int:
+    """Write ``packets`` as a pcapng file (one interface); returns the count."""
+    with open_output(dest) as fh:
+        writer = PcapngWriter(fh)
+        iface = writer.add_interface(linktype, name=interface_name)
+        for ts, frame in packets:
+            writer.write(ts, frame, iface)
+    return len(packets)
 
 
 def write_pcap(
@@ -298,11 +361,7 @@ def write_pcap(
         checksum=checksum,
         coalesce=coalesce,
     )
-    with open_output(dest) as fh:
-        writer = PcapWriter(fh, linktype, nanosecond=nanosecond)
-        for ts, frame in packets:
-            writer.write_packet(ts, frame)
-    return len(packets)
+    return write_packets_pcap(dest, packets, linktype, nanosecond=nanosecond)
 
 
 def write_pcapng(
@@ -325,9 +384,4 @@ def write_pcapng(
         checksum=checksum,
         coalesce=coalesce,
     )
-    with open_output(dest) as fh:
-        writer = PcapngWriter(fh)
-        iface = writer.add_interface(linktype, name=interface_name)
-        for ts, frame in packets:
-            writer.write(ts, frame, iface)
-    return len(packets)
+    return write_packets_pcapng(dest, packets, linktype, interface_name=interface_name)

@@ -482,10 +482,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _keylog_line(builder: DtlsSessionBuilder) -> str | None:
     """The session's NSS line (a resumed session logs the line of the session it resumes),
     or None before any handshake."""
@@ -493,3 +489,7 @@ def _keylog_line(builder: DtlsSessionBuilder) -> str | None:
         return builder.keylog_line()
     except SimulationError:  # no session secrets (nothing to log)
         return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
