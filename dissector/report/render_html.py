@@ -29,6 +29,31 @@ from dissector.report.fmt import (
     outcome_class,
 )
 from dissector.report.model import FindingEntry, OtaTransfer, Report, SessionReport
+from dissector.report.sections import (
+    COMMAND_HEADERS,
+    DEVICE_HEADERS_START,
+    EVENT_HEADERS,
+    FINDING_GROUP_HEADERS,
+    FUNCTION_HEADERS,
+    LATENCY_HEADERS,
+    OTA_PROGRESS_HEADERS,
+    PING_HEADERS,
+    SESSION_HEADERS_START,
+    SUBSCRIPTION_HEADERS,
+    VARIABLE_HEADERS,
+    capture_span,
+    decryption_counts,
+    finding_headers,
+    findings_by_severity,
+    handshake_failures,
+    latency_rows,
+    packet_counts,
+    ping_rows,
+    session_findings,
+    session_span,
+    session_traffic,
+    time_sync_offset,
+)
 from dissector.report.svg import esc, sequence_svg, timeline_svg
 
 #: Sessions whose details are open by default when there are at most this many.
@@ -266,7 +291,7 @@ class _Html:
                 f'<div class="l">{esc(label)}</div></div>'
             )
         self.add("</div>")
-        failed = [s for s in r.sessions if s.outcome in ("handshake failed", "failed")]
+        failed = handshake_failures(r.sessions)
         if failed:
             self.add('<h3 class="bad">Handshake failures</h3><ul>')
             for s in failed[:50]:
@@ -301,23 +326,10 @@ class _Html:
         )
         dec = cap.decryption
         items = [
-            (
-                "Time span",
-                f"{fmt_time(cap.first_ts)} → {fmt_time(cap.last_ts)} "
-                f"({fmt_duration(cap.duration)})",
-            ),
-            (
-                "Packets",
-                f"{cap.packets} (TCP {cap.tcp_packets}, UDP {cap.udp_packets}, "
-                f"other {cap.undecoded_packets})",
-            ),
+            ("Time span", capture_span(cap)),
+            ("Packets", packet_counts(cap)),
             ("Sessions", f"{cap.sessions} (TCP {cap.sessions_tcp}, DTLS {cap.sessions_dtls})"),
-            (
-                "Decrypted",
-                f"{dec.decrypted} of {dec.messages} messages; sessions fully "
-                f"{dec.sessions_decrypted}, partly {dec.sessions_partial}, not at all "
-                f"{dec.sessions_encrypted}",
-            ),
+            ("Decrypted", decryption_counts(dec)),
         ]
         self.add('<dl class="grid">')
         for k, v in items:
@@ -357,16 +369,7 @@ class _Html:
         ]
         self.add(
             _table(
-                [
-                    "device ID",
-                    "key fingerprint",
-                    "platform",
-                    "seen via",
-                    "addresses",
-                    "sessions",
-                    "first seen",
-                    "decrypted",
-                ],
+                [*DEVICE_HEADERS_START, "first seen", "decrypted"],
                 rows,
             )
         )
@@ -403,14 +406,7 @@ class _Html:
         self.add(
             _table(
                 [
-                    "session",
-                    "transport",
-                    "device",
-                    "platform",
-                    "device address",
-                    "start",
-                    "duration",
-                    "outcome",
+                    *SESSION_HEADERS_START,
                     "msgs ↑ / ↓",
                     "decrypted",
                     "handshake",
@@ -456,7 +452,7 @@ class _Html:
         if s.ota:
             self.add("<h3>Firmware transfers</h3>")
             self.add(self.ota_table(s.ota))
-        mine = [f for f in self.r.findings if f.session == s.id]
+        mine = session_findings(self.r.findings, s.id)
         if mine:
             self.add(f"<h3>Findings ({len(mine)})</h3>")
             self.add(self.finding_table(mine[:MAX_SESSION_FINDINGS], with_session=False))
@@ -486,12 +482,7 @@ class _Html:
             )
         items.append(("Device address", _dev(s.device_endpoint or "")))
         items.append(("Cloud address", _dev(s.cloud_endpoint or "")))
-        items.append(
-            (
-                "Time",
-                esc(f"{fmt_time(s.start)} → {fmt_time(s.end)} ({fmt_duration(s.duration)})"),
-            )
-        )
+        items.append(("Time", esc(session_span(s))))
         closed = f", closed by {esc(s.closed_by)}" if s.closed_by else ""
         items.append(("Outcome", _badge(s.outcome, outcome_class(s.outcome)) + closed))
         items.append(("Keys", esc(s.key_source or "none: not decrypted", 300)))
@@ -499,16 +490,7 @@ class _Html:
             items.append(("Salt convention", esc(s.salt_convention)))
         if s.device_key_fingerprint:
             items.append(("Device key fingerprint", _dev(s.device_key_fingerprint)))
-        items.append(
-            (
-                "Traffic",
-                esc(
-                    f"device→cloud {s.messages_d2c} messages, {fmt_bytes(s.bytes_d2c)}; "
-                    f"cloud→device {s.messages_c2d} messages, {fmt_bytes(s.bytes_c2d)}; "
-                    f"decrypted {s.decrypted_d2c + s.decrypted_c2d}"
-                ),
-            )
-        )
+        items.append(("Traffic", esc(session_traffic(s))))
         if s.retransmissions:
             items.append(("Retransmissions", str(s.retransmissions)))
         self.add('<dl class="grid">')
@@ -554,17 +536,7 @@ class _Html:
                 )
             self.add(
                 _table(
-                    [
-                        "from",
-                        "name",
-                        "visibility",
-                        "count",
-                        "first seen",
-                        "last seen",
-                        "TTL (s)",
-                        "sample data",
-                        "cloud answers",
-                    ],
+                    EVENT_HEADERS,
                     rows,
                     numeric=[3],
                 )
@@ -575,7 +547,7 @@ class _Html:
             self.add("<h3>Subscriptions</h3>")
             self.add(
                 _table(
-                    ["filter", "scope", "count", "answer"],
+                    SUBSCRIPTION_HEADERS,
                     (
                         [
                             _dev(sub.filter, 120),
@@ -610,7 +582,7 @@ class _Html:
                 rows.append([_dev(f.name, 120), str(f.calls), str(f.errors), samples])
             self.add(
                 _table(
-                    ["function", "calls", "errors", "argument → result (latency)"],
+                    FUNCTION_HEADERS,
                     rows,
                     numeric=[1, 2],
                 )
@@ -619,7 +591,7 @@ class _Html:
             self.add("<h3>Variable reads</h3>")
             self.add(
                 _table(
-                    ["variable", "type", "reads", "errors", "values seen"],
+                    VARIABLE_HEADERS,
                     (
                         [
                             _dev(v.name, 120),
@@ -657,11 +629,7 @@ class _Html:
         ts = s.time_sync
         if ts.requests or ts.responses:
             self.add("<h3>Time sync</h3>")
-            offset = (
-                f"; cloud clock minus capture clock {ts.last_offset:+.1f} s"
-                if ts.last_offset is not None
-                else ""
-            )
+            offset = time_sync_offset(ts)
             last = fmt_time(float(ts.last_unix_time)) if ts.last_unix_time is not None else ""
             self.add(
                 f"<p>{ts.requests} requests, {ts.responses} answers"
@@ -669,35 +637,12 @@ class _Html:
             )
         if s.pings:
             self.add("<h3>Keep-alive pings</h3>")
-            self.add(
-                _table(
-                    [
-                        "sent by",
-                        "count",
-                        "acknowledged",
-                        "interval (median)",
-                        "interval (max)",
-                        "round trip (median)",
-                    ],
-                    (
-                        [
-                            esc(p.sender),
-                            str(p.count),
-                            str(p.acked),
-                            esc(fmt_duration(p.interval_median)),
-                            esc(fmt_duration(p.interval_max)),
-                            esc(fmt_latency(p.rtt_median)),
-                        ]
-                        for p in s.pings
-                    ),
-                    numeric=[1, 2],
-                )
-            )
+            self.add(_table(PING_HEADERS, ping_rows(s.pings, esc), numeric=[1, 2]))
         if s.commands:
             self.add("<h3>Control messages</h3>")
             self.add(
                 _table(
-                    ["time", "kind", "from", "detail", "answer"],
+                    COMMAND_HEADERS,
                     (
                         [
                             _nowrap(fmt_rel(c.ts, self.t0)),
@@ -749,12 +694,7 @@ class _Html:
                 "start",
                 "size",
                 "chunk size",
-                "chunks",
-                "CRC bad/rejected",
-                "missed",
-                "duration",
-                "throughput",
-                "result",
+                *OTA_PROGRESS_HEADERS,
                 "image (SHA-256)",
             ],
             rows,
@@ -767,30 +707,11 @@ class _Html:
             '<p class="muted">Request → response times, per pairing. “answered by cloud” is how '
             "long the cloud took to answer the device.</p>"
         )
-        self.add(
-            _table(
-                ["request", "response", "answered by", "count", "median", "p95", "max"],
-                (
-                    [
-                        esc(lat.request),
-                        esc(lat.response),
-                        esc(lat.answered_by),
-                        str(lat.count),
-                        esc(fmt_latency(lat.median)),
-                        esc(fmt_latency(lat.p95)),
-                        esc(fmt_latency(lat.max)),
-                    ]
-                    for lat in self.r.latency
-                ),
-                numeric=[3, 4, 5, 6],
-            )
-        )
+        self.add(_table(LATENCY_HEADERS, latency_rows(self.r.latency, esc), numeric=[3, 4, 5, 6]))
         self.add("</section>")
 
     def finding_table(self, findings: list[FindingEntry], *, with_session: bool = True) -> str:
-        headers = ["time", "code", "message", "points to"]
-        if with_session:
-            headers.insert(1, "session")
+        headers = finding_headers(with_session)
         rows: list[list[str]] = []
         for f in findings:
             row = [
@@ -815,7 +736,7 @@ class _Html:
         )
         self.add(
             _table(
-                ["severity", "code", "count", "sessions", "example"],
+                FINDING_GROUP_HEADERS,
                 (
                     [
                         f'<span class="{esc(g.severity)}">{esc(g.severity)}</span>',
@@ -830,11 +751,7 @@ class _Html:
                 numeric=[2],
             )
         )
-        for severity in ("error", "warning", "info"):
-            items = [f for f in r.findings if f.severity == severity]
-            if not items:
-                continue
-            opened = " open" if severity != "info" and len(items) <= 200 else ""
+        for severity, items, opened in findings_by_severity(r.findings):
             self.add(
                 f'<details class="sev"{opened}><summary class="{severity}">'
                 f"{severity.capitalize()} ({len(items)})</summary>"

@@ -31,6 +31,30 @@ from dissector.report.fmt import (
     sparkline,
 )
 from dissector.report.model import FindingEntry, OtaTransfer, Report, SessionReport
+from dissector.report.sections import (
+    COMMAND_HEADERS,
+    DEVICE_HEADERS_START,
+    EVENT_HEADERS,
+    FINDING_GROUP_HEADERS,
+    FUNCTION_HEADERS,
+    LATENCY_HEADERS,
+    OTA_PROGRESS_HEADERS,
+    PING_HEADERS,
+    SESSION_HEADERS_START,
+    SUBSCRIPTION_HEADERS,
+    VARIABLE_HEADERS,
+    decryption_counts,
+    finding_headers,
+    findings_by_severity,
+    handshake_failures,
+    latency_rows,
+    packet_counts,
+    ping_rows,
+    session_findings,
+    session_span,
+    session_traffic,
+    time_sync_offset,
+)
 
 MAX_FINDING_ROWS = 500
 OPEN_DETAILS = 3
@@ -98,7 +122,7 @@ class _Md:
                 ],
             )
         )
-        failed = [s for s in r.sessions if s.outcome in ("handshake failed", "failed")]
+        failed = handshake_failures(r.sessions)
         if failed:
             self.add("**Handshake failures**", "")
             for s in failed[:50]:
@@ -138,11 +162,8 @@ class _Md:
         self.add(
             f"- Time span: {md(fmt_time(cap.first_ts))} → {md(fmt_time(cap.last_ts))} "
             f"({md(fmt_duration(cap.duration))})",
-            f"- Packets: {cap.packets} (TCP {cap.tcp_packets}, UDP {cap.udp_packets}, "
-            f"other {cap.undecoded_packets})",
-            f"- Decrypted: {dec.decrypted} of {dec.messages} messages; sessions fully "
-            f"{dec.sessions_decrypted}, partly {dec.sessions_partial}, not at all "
-            f"{dec.sessions_encrypted}",
+            f"- Packets: {packet_counts(cap)}",
+            f"- Decrypted: {decryption_counts(dec)}",
         )
         for text in dec.missing:
             self.add(f"- Missing key: {md(text, 600)}")
@@ -155,15 +176,7 @@ class _Md:
         self.add(f"## Devices ({len(r.devices)})", "")
         self.add(
             *_table(
-                [
-                    "device ID",
-                    "key fingerprint",
-                    "platform",
-                    "seen via",
-                    "addresses",
-                    "sessions",
-                    "decrypted",
-                ],
+                [*DEVICE_HEADERS_START, "decrypted"],
                 (
                     [
                         md(d.device_id or "(ID unknown)"),
@@ -185,14 +198,7 @@ class _Md:
         self.add(
             *_table(
                 [
-                    "session",
-                    "transport",
-                    "device",
-                    "platform",
-                    "device address",
-                    "start",
-                    "duration",
-                    "outcome",
+                    *SESSION_HEADERS_START,
                     "msgs ↑/↓",
                     "handshake",
                     "errors/warnings",
@@ -248,17 +254,10 @@ class _Md:
         rows += [
             ["Device address", md(s.device_endpoint or "")],
             ["Cloud address", md(s.cloud_endpoint or "")],
-            ["Time", md(f"{fmt_time(s.start)} → {fmt_time(s.end)} ({fmt_duration(s.duration)})")],
+            ["Time", md(session_span(s))],
             ["Outcome", md(s.outcome + (f", closed by {s.closed_by}" if s.closed_by else ""))],
             ["Keys", md(s.key_source or "none: not decrypted", 300)],
-            [
-                "Traffic",
-                md(
-                    f"device→cloud {s.messages_d2c} messages, {fmt_bytes(s.bytes_d2c)}; "
-                    f"cloud→device {s.messages_c2d} messages, {fmt_bytes(s.bytes_c2d)}; "
-                    f"decrypted {s.decrypted_d2c + s.decrypted_c2d}"
-                ),
-            ],
+            ["Traffic", md(session_traffic(s))],
         ]
         if s.device_key_fingerprint:
             rows.append(["Device key fingerprint", md(s.device_key_fingerprint)])
@@ -291,7 +290,7 @@ class _Md:
         if s.ota:
             self.add("#### Firmware transfers", "")
             self.add(*self.ota_table(s.ota))
-        mine = [f for f in self.r.findings if f.session == s.id]
+        mine = session_findings(self.r.findings, s.id)
         if mine:
             self.add(f"#### Findings ({len(mine)})", "")
             self.add(*self.finding_table(mine[:100], with_session=False))
@@ -332,17 +331,7 @@ class _Md:
             self.add("#### Events", "")
             self.add(
                 *_table(
-                    [
-                        "from",
-                        "name",
-                        "visibility",
-                        "count",
-                        "first seen",
-                        "last seen",
-                        "TTL (s)",
-                        "sample data",
-                        "cloud answers",
-                    ],
+                    EVENT_HEADERS,
                     (
                         [
                             md(e.direction),
@@ -363,7 +352,7 @@ class _Md:
             self.add("#### Subscriptions", "")
             self.add(
                 *_table(
-                    ["filter", "scope", "count", "answer"],
+                    SUBSCRIPTION_HEADERS,
                     (
                         [
                             md(x.filter, 120),
@@ -386,12 +375,12 @@ class _Md:
                     for c in f.samples
                 )
                 rows.append([md(f.name, 120), str(f.calls), str(f.errors), calls])
-            self.add(*_table(["function", "calls", "errors", "argument → result (latency)"], rows))
+            self.add(*_table(FUNCTION_HEADERS, rows))
         if s.variables:
             self.add("#### Variable reads", "")
             self.add(
                 *_table(
-                    ["variable", "type", "reads", "errors", "values seen"],
+                    VARIABLE_HEADERS,
                     (
                         [
                             md(v.name, 120),
@@ -424,11 +413,7 @@ class _Md:
             self.add("")
         ts = s.time_sync
         if ts.requests or ts.responses:
-            offset = (
-                f"; cloud clock minus capture clock {ts.last_offset:+.1f} s"
-                if ts.last_offset is not None
-                else ""
-            )
+            offset = time_sync_offset(ts)
             self.add(
                 "#### Time sync",
                 "",
@@ -437,34 +422,12 @@ class _Md:
             )
         if s.pings:
             self.add("#### Keep-alive pings", "")
-            self.add(
-                *_table(
-                    [
-                        "sent by",
-                        "count",
-                        "acknowledged",
-                        "interval (median)",
-                        "interval (max)",
-                        "round trip (median)",
-                    ],
-                    (
-                        [
-                            md(p.sender),
-                            str(p.count),
-                            str(p.acked),
-                            md(fmt_duration(p.interval_median)),
-                            md(fmt_duration(p.interval_max)),
-                            md(fmt_latency(p.rtt_median)),
-                        ]
-                        for p in s.pings
-                    ),
-                )
-            )
+            self.add(*_table(PING_HEADERS, ping_rows(s.pings, md)))
         if s.commands:
             self.add("#### Control messages", "")
             self.add(
                 *_table(
-                    ["time", "kind", "from", "detail", "answer"],
+                    COMMAND_HEADERS,
                     (
                         [
                             md(fmt_rel(c.ts, self.t0)),
@@ -484,12 +447,7 @@ class _Md:
                 "transfer",
                 "mode",
                 "size",
-                "chunks",
-                "CRC bad/rejected",
-                "missed",
-                "duration",
-                "throughput",
-                "result",
+                *OTA_PROGRESS_HEADERS,
                 "image",
             ],
             (
@@ -516,30 +474,12 @@ class _Md:
 
     def latency(self) -> None:
         self.add("## Latency", "")
-        self.add(
-            *_table(
-                ["request", "response", "answered by", "count", "median", "p95", "max"],
-                (
-                    [
-                        md(x.request),
-                        md(x.response),
-                        md(x.answered_by),
-                        str(x.count),
-                        md(fmt_latency(x.median)),
-                        md(fmt_latency(x.p95)),
-                        md(fmt_latency(x.max)),
-                    ]
-                    for x in self.r.latency
-                ),
-            )
-        )
+        self.add(*_table(LATENCY_HEADERS, latency_rows(self.r.latency, md)))
 
     def finding_table(
         self, findings: list[FindingEntry], *, with_session: bool = True
     ) -> list[str]:
-        headers = ["time", "code", "message", "points to"]
-        if with_session:
-            headers.insert(1, "session")
+        headers = finding_headers(with_session)
         rows = []
         for f in findings:
             ref = f.message_ref or ""
@@ -563,7 +503,7 @@ class _Md:
         )
         self.add(
             *_table(
-                ["severity", "code", "count", "sessions", "example"],
+                FINDING_GROUP_HEADERS,
                 (
                     [
                         md(g.severity),
@@ -576,11 +516,7 @@ class _Md:
                 ),
             )
         )
-        for severity in ("error", "warning", "info"):
-            items = [f for f in r.findings if f.severity == severity]
-            if not items:
-                continue
-            opened = " open" if severity != "info" and len(items) <= 200 else ""
+        for severity, items, opened in findings_by_severity(r.findings):
             self.add(
                 f"<details{opened}><summary>{severity.capitalize()} ({len(items)})</summary>", ""
             )

@@ -23,12 +23,17 @@ from dissector.report.fmt import (
     fmt_rate,
     fmt_rel,
     fmt_size,
-    fmt_time,
     handshake_summary,
     ota_result,
     outcome_class,
 )
 from dissector.report.model import Report
+from dissector.report.sections import (
+    FINDING_GROUP_HEADERS,
+    OTA_PROGRESS_HEADERS,
+    capture_span,
+    packet_counts,
+)
 
 #: Session rows shown at most (the HTML report has them all).
 MAX_SESSION_ROWS = 500
@@ -85,14 +90,8 @@ def render_text(report: Report, *, colour: bool = False) -> str:
     ]
     out.table(rows, ["file", "format", "size", "link type", "packets", "problems"])
     out.line()
-    out.line(
-        f"Time span: {fmt_time(cap.first_ts)} → {fmt_time(cap.last_ts)} "
-        f"({fmt_duration(cap.duration)})"
-    )
-    out.line(
-        f"Packets: {cap.packets} (TCP {cap.tcp_packets}, UDP {cap.udp_packets}, "
-        f"other {cap.undecoded_packets})"
-    )
+    out.line(f"Time span: {capture_span(cap)}")
+    out.line(f"Packets: {packet_counts(cap)}")
     dec = cap.decryption
     out.line(
         f"Sessions: {cap.sessions} (TCP {cap.sessions_tcp}, DTLS {cap.sessions_dtls}); "
@@ -193,12 +192,7 @@ def render_text(report: Report, *, colour: bool = False) -> str:
                 "session",
                 "mode",
                 "size",
-                "chunks",
-                "CRC bad/rejected",
-                "missed",
-                "duration",
-                "throughput",
-                "result",
+                *OTA_PROGRESS_HEADERS,
                 "SHA-256",
             ],
         )
@@ -237,7 +231,7 @@ def render_text(report: Report, *, colour: bool = False) -> str:
                 ]
                 for g in report.finding_groups
             ],
-            ["severity", "code", "count", "sessions", "example"],
+            FINDING_GROUP_HEADERS,
         )
     else:
         out.line("No findings.")
