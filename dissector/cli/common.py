@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import click
@@ -136,3 +137,22 @@ def port_options(func: Callable[..., Any]) -> Callable[..., Any]:
         metavar="N",
         help="TCP port of the cloud (default 5683; repeatable).",
     )(func)
+
+
+def os_error(exc: OSError) -> str:
+    """One line for an OS error: ``file: reason``."""
+    name = exc.filename or ""
+    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
+
+
+def progress(items: Iterator[Any]) -> Iterator[Any]:
+    """Pass ``items`` through, showing a packet count on stderr every half second."""
+    last = time.monotonic()
+    for count, item in enumerate(items, 1):
+        if count & 1023 == 0:
+            now = time.monotonic()
+            if now - last > 0.5:
+                last = now
+                click.echo(f"\r{count} packets…", err=True, nl=False)
+        yield item
+    click.echo("\r" + " " * 30 + "\r", err=True, nl=False)

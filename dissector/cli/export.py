@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import click
 
-from dissector.cli.common import fail, key_options, port_options
+from dissector.cli.common import fail, key_options, os_error, port_options
 from dissector.keys import KeyRing
 
 
@@ -61,7 +61,7 @@ def export(
     except CaptureFormatError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(_os_error(exc))
+        fail(os_error(exc))
     to_stdout = output == "-"
     fmt = "pcap" if output.lower().endswith(".pcap") else "pcapng"
     out: IO[bytes]
@@ -69,7 +69,7 @@ def export(
         out = sys.stdout.buffer if to_stdout else open(output, "wb")  # noqa: SIM115
         keylog = KeyLogWriter(write_keylog) if write_keylog else None
     except OSError as exc:
-        fail(_os_error(exc))
+        fail(os_error(exc))
     dissector = Dissector(
         keyring, tcp_ports=ports or DEFAULT_TCP_PORTS, udp_ports=udp_ports or DEFAULT_UDP_PORTS
     )
@@ -83,7 +83,7 @@ def export(
     except CaptureFormatError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(_os_error(exc))
+        fail(os_error(exc))
     finally:
         if keylog is not None:
             keylog.close()
@@ -113,8 +113,3 @@ def _summary(stats: Any, target: str, ring: KeyRing) -> None:
     skipped = getattr(ring, "skipped", None)
     if skipped:
         click.echo(f"note: {len(skipped)} files under --keys were not keys", err=True)
-
-
-def _os_error(exc: OSError) -> str:
-    name = exc.filename or ""
-    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)

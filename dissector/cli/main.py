@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 import click
 
 from dissector import __version__
-from dissector.cli.common import EXIT_FINDINGS, colour_wanted, fail, key_options, port_options
+from dissector.cli.common import (
+    EXIT_FINDINGS,
+    colour_wanted,
+    fail,
+    key_options,
+    os_error,
+    port_options,
+    progress,
+)
 from dissector.cli.export import export
 from dissector.cli.keys import keys as keys_group
 from dissector.cli.report import report
@@ -30,21 +36,6 @@ from dissector.model import Severity
 @click.version_option(__version__, prog_name="particle-dissect")
 def main() -> None:
     """See inside Particle (Spark) device-to-cloud traffic."""
-
-
-def _progress(items: Iterator[Any], enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield from items
-        return
-    last = time.monotonic()
-    for count, item in enumerate(items, 1):
-        if count & 1023 == 0:
-            now = time.monotonic()
-            if now - last > 0.5:
-                last = now
-                click.echo(f"\r{count} packets…", err=True, nl=False)
-        yield item
-    click.echo("\r" + " " * 30 + "\r", err=True, nl=False)
 
 
 @main.command()
@@ -116,12 +107,12 @@ def dissect(
     except CaptureFormatError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(_os_error(exc))
+        fail(os_error(exc))
     try:
         out: TextIO = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
         keylog_writer = KeyLogWriter(write_keylog) if write_keylog else None
     except OSError as exc:
-        fail(_os_error(exc))
+        fail(os_error(exc))
     writer = make_writer(fmt, out, colour=colour_wanted(out))
     dissector = Dissector(
         ring, tcp_ports=ports or DEFAULT_TCP_PORTS, udp_ports=udp_ports or DEFAULT_UDP_PORTS
@@ -131,7 +122,7 @@ def dissect(
     threshold = Severity(fail_on).rank if fail_on else None
     tripped = False
     try:
-        items = _progress(iter(reader), sys.stderr.isatty() and fmt != "table")
+        items = progress(iter(reader)) if sys.stderr.isatty() and fmt != "table" else reader
         for event in dissector.run(items):
             if isinstance(event, SessionKeys):
                 if keylog_writer is not None:
@@ -163,7 +154,7 @@ def dissect(
     except CaptureFormatError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(_os_error(exc))
+        fail(os_error(exc))
     finally:
         if keylog_writer is not None:
             keylog_writer.close()
@@ -182,11 +173,6 @@ def _verbose_block(rec: dict[str, Any], event: Any) -> str:
     head = f"{rec['ts']:.6f} {rec['session']} {rec['direction']} {kind}: {summary_of(rec)}"
     tree = show_message(event)
     return f"{head}\n{tree}\n" if tree else f"{head}\n\n"
-
-
-def _os_error(exc: OSError) -> str:
-    name = exc.filename or ""
-    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
 
 
 def _note_skipped(ring: Any) -> None:

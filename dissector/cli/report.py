@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 import click
 
-from dissector.cli.common import colour_wanted, fail, key_options, port_options
+from dissector.cli.common import colour_wanted, fail, key_options, os_error, port_options, progress
 from dissector.keys import KeyRing
 
 #: Output file suffix -> report format.
@@ -47,23 +45,6 @@ def format_for(output: str | None, fmt: str | None) -> str:
         )
         raise AssertionError  # pragma: no cover - fail() exits
     return found
-
-
-def _progress(items: Iterator[Any]) -> Iterator[Any]:
-    last = time.monotonic()
-    for count, item in enumerate(items, 1):
-        if count & 1023 == 0:
-            now = time.monotonic()
-            if now - last > 0.5:
-                last = now
-                click.echo(f"\r{count} packets…", err=True, nl=False)
-        yield item
-    click.echo("\r" + " " * 30 + "\r", err=True, nl=False)
-
-
-def _os_error(exc: OSError) -> str:
-    name = exc.filename or ""
-    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
 
 
 class _FirmwareSink:
@@ -138,7 +119,7 @@ def report(
         sink = _FirmwareSink(extract_firmware) if extract_firmware else None
         keylog_writer = KeyLogWriter(write_keylog) if write_keylog else None
     except OSError as exc:
-        fail(_os_error(exc))
+        fail(os_error(exc))
 
     def on_event(event: Any) -> None:
         if keylog_writer is not None and isinstance(event, SessionKeys):
@@ -161,14 +142,14 @@ def report(
             udp_ports=udp_ports or DEFAULT_UDP_PORTS,
             redact=redact,
             image_sink=sink,
-            progress=_progress if sys.stderr.isatty() else None,
+            progress=progress if sys.stderr.isatty() else None,
             on_event=on_event,
             notes=notes,
         )
     except CaptureFormatError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(_os_error(exc))
+        fail(os_error(exc))
     finally:
         if keylog_writer is not None:
             keylog_writer.close()
@@ -186,7 +167,7 @@ def report(
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
     except OSError as exc:
-        fail(_os_error(exc))
+        fail(os_error(exc))
 
 
 def render(result: Any, kind: str, *, colour: bool = False) -> str:

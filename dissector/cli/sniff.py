@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from dissector.cli.common import EXIT_ERROR, colour_wanted, fail, key_options, port_options
+from dissector.cli.common import (
+    EXIT_ERROR,
+    colour_wanted,
+    fail,
+    key_options,
+    os_error,
+    port_options,
+)
 from dissector.keys import KeyRing
 
 _KEY_PARAMS = ("keys", "server_keys", "device_keys", "keylogs", "session_blobs")
@@ -136,7 +143,7 @@ def sniff(
         keylog = _keylog_writer(write_keylog)
     except OSError as exc:
         capture.close()
-        fail(_os_error(exc))
+        fail(os_error(exc))
 
     out = sys.stdout
     writer: Any = (
@@ -333,8 +340,3 @@ def _report_text(collector: Any, capture: Any, dissector: Any, colour: bool) -> 
         summary.notes.append(f"the kernel dropped {drops} packets: some sessions have gaps")
     text: str = render_text(collector.finish(summary), colour=colour)
     return text
-
-
-def _os_error(exc: OSError) -> str:
-    name = exc.filename or ""
-    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)

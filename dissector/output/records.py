@@ -88,40 +88,7 @@ def message_record(ev: MessageEvent) -> dict[str, Any]:
     """One ``message`` record: a CoAP message, or an encrypted frame and why."""
     obs = ev.observation
     coap = ev.coap
-    if coap is not None and obs is not None:
-        # The common case in one dict display (same keys, same order as below).
-        rec: dict[str, Any] = {
-            "record": "message",
-            "schema_version": SCHEMA_VERSION,
-            "session": ev.session,
-            "transport": ev.transport,
-            "direction": ev.direction._value_,
-            "ts": ev.ts,
-            "device_id": ev.device_id or None,
-            "length": ev.wire_length,
-            "kind": obs.kind,
-            "coap": coap_record(coap),
-        }
-        if coap.violations:
-            rec["violations"] = list(coap.violations)
-        if obs.decoded is not None:
-            rec["decoded"] = obs.decoded
-        req = obs.request
-        if req is not None:
-            if req.__class__ is RequestRef:
-                rec["request"] = {
-                    "kind": req.kind,
-                    "ts": req.ts,
-                    "mid": req.mid,
-                    "token": req.token.hex(),
-                }
-            else:
-                rec["request"] = _request_ref(req)
-        if obs.latency is not None:
-            rec["latency"] = obs.latency
-        rec["retransmission"] = ev.retransmission
-        return rec
-    rec = {
+    rec: dict[str, Any] = {
         "record": "message",
         "schema_version": SCHEMA_VERSION,
         "session": ev.session,
@@ -139,17 +106,8 @@ def message_record(ev: MessageEvent) -> dict[str, Any]:
         if obs is not None:
             if obs.decoded is not None:
                 rec["decoded"] = obs.decoded
-            req = obs.request
-            if req is not None:
-                if req.__class__ is RequestRef:
-                    rec["request"] = {
-                        "kind": req.kind,
-                        "ts": req.ts,
-                        "mid": req.mid,
-                        "token": req.token.hex(),
-                    }
-                else:
-                    rec["request"] = _request_ref(req)
+            if obs.request is not None:
+                rec["request"] = _request_ref(obs.request)
             if obs.latency is not None:
                 rec["latency"] = obs.latency
         rec["retransmission"] = ev.retransmission
@@ -168,14 +126,9 @@ def message_record(ev: MessageEvent) -> dict[str, Any]:
     return rec
 
 
-def _request_ref(req: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in ("kind", "ts", "mid", "token"):
-        value = getattr(req, name, None)
-        if isinstance(value, bytes):
-            value = value.hex()
-        out[name] = value
-    return out
+def _request_ref(req: RequestRef) -> dict[str, Any]:
+    """The request a response answers: kind, time, message ID, token."""
+    return {"kind": req.kind, "ts": req.ts, "mid": req.mid, "token": req.token.hex()}
 
 
 def handshake_record(ev: HandshakeBlob) -> dict[str, Any]:
