@@ -14,15 +14,12 @@ Every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +33,7 @@ from dissector.capture.reader import CaptureReader
 from dissector.model import Direction
 from tests.derive import stream_writes
 from tests.helpers import DATA, TCP_KEYS, comparable, dissect, expected_messages, ring_with
+from tests.sniffing import SniffProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 TCP = DATA / "tcp"
@@ -58,72 +56,11 @@ def need_root() -> None:
 # -- the sniffer process ---------------------------------------------------------------------
 
 
-class Sniff:
+class Sniff(SniffProcess):
     """``particle-dissect sniff ARGS`` in a subprocess; its output read as it comes."""
 
     def __init__(self, *args: str | os.PathLike[str]) -> None:
-        self.proc = subprocess.Popen(
-            [*SNIFF, *map(str, args)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-            text=True,
-            encoding="utf-8",
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._changed = threading.Condition()
-        self._pumps = [
-            threading.Thread(target=self._pump, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
-        ]
-        for pump in self._pumps:
-            pump.start()
-
-    def _pump(self, stream: Any, lines: list[str]) -> None:
-        for line in stream:
-            with self._changed:
-                lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for(self, what: str, test: Callable[[], bool], timeout: float = WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not test():
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not test()):
-                    self._changed.wait(0.2)
-                    if test():
-                        return
-                    pytest.fail(f"sniff: no {what} (stderr: {''.join(self.err)!r})")
-                self._changed.wait(min(left, 0.5))
-
-    def wait_listening(self) -> None:
-        self.wait_for("'listening' line", lambda: any("listening on" in s for s in self.err))
-
-    def records(self) -> list[dict[str, Any]]:
-        with self._changed:
-            return [json.loads(line) for line in self.out]
-
-    def finish(self, sig: int | None = None, timeout: float = WAIT) -> int:
-        if sig is not None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            pytest.fail(f"sniff did not end within {timeout} s (stderr: {''.join(self.err)!r})")
-        for pump in self._pumps:
-            pump.join(5)  # every line the process wrote has been read
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+        super().__init__(SNIFF, *args, wait=WAIT)
 
 
 # -- replaying reference conversations --------------------------------------------------------

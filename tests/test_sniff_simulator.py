@@ -22,15 +22,13 @@ without it. Every wait is bounded; the file takes a few seconds.
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ from dissector.simulate.scenario import KeySet, SessionResult, Simulation
 from dissector.simulate.scenarios import get_scenario
 from dissector.simulate.scenarios.dtls_sessions import ELECTRON_ID, GEN3_ID
 from dissector.simulate.sockets import SocketRun, run_over_sockets
+from tests.sniffing import SniffProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The installed entry point, next to the interpreter running the tests.
@@ -74,79 +73,14 @@ def need_root() -> None:
 # -- the sniffer process ---------------------------------------------------------------------
 
 
-class Sniff:
-    """``particle-dissect sniff -i lo --format ndjson ARGS``; its output read as it comes."""
+class Sniff(SniffProcess):
+    """``particle-dissect sniff -i lo --format ndjson ARGS`` (the installed entry point)."""
 
     def __init__(self, *args: str | os.PathLike[str]) -> None:
         if not PARTICLE_DISSECT.exists():
             pytest.fail(f"{PARTICLE_DISSECT} is missing: install the package (make test)")
         command = [str(PARTICLE_DISSECT), "sniff", "-i", "lo", "--format", "ndjson"]
-        self.proc = subprocess.Popen(
-            [*command, *map(str, args)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-            text=True,
-            encoding="utf-8",
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._changed = threading.Condition()
-        self._pumps = [
-            threading.Thread(target=self._pump, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
-        ]
-        for pump in self._pumps:
-            pump.start()
-
-    def _pump(self, stream: Any, lines: list[str]) -> None:
-        for line in stream:
-            with self._changed:
-                lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def stderr(self) -> str:
-        with self._changed:
-            return "".join(self.err)
-
-    def wait_for(self, what: str, test: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + WAIT
-        with self._changed:
-            while not test():
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    self._changed.wait(0.2)  # the last lines of an ended process
-                    if test():
-                        return
-                    pytest.fail(f"sniff: no {what} within {WAIT} s (stderr: {self.stderr!r})")
-                self._changed.wait(min(left, 0.5))
-
-    def wait_listening(self) -> None:
-        self.wait_for("'listening' line", lambda: any("listening on lo" in s for s in self.err))
-
-    def records(self) -> list[dict[str, Any]]:
-        with self._changed:
-            return [json.loads(line) for line in self.out]
-
-    def finish(self, sig: int | None = None) -> int:
-        if sig is not None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"sniff did not end within {WAIT} s (stderr: {self.stderr!r})")
-        for pump in self._pumps:
-            pump.join(5)  # every line the process wrote has been read
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+        super().__init__(command, *args, wait=WAIT)
 
 
 def write_files(folder: Path, files: dict[str, bytes]) -> Path:
