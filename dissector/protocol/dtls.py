@@ -343,7 +343,10 @@ class DtlsSession:
     def _lookup(self, client_random: bytes) -> bytes | None:
         master = self.keyring.nss_master(client_random)
         if master is not None and self.info.key_source is None:
-            self.info.key_source = "key log"
+            persisted = any(
+                s.client_random == client_random for s in self.keyring.persisted_sessions()
+            )
+            self.info.key_source = "persisted session" if persisted else "key log"
         return master
 
     def _secret_known(self) -> bool:
