@@ -399,3 +399,30 @@ class FrameStream:
             self._offset += n
             buf.clear()
         return False
+
+
+def frames_chain(
+    buf: bytes | bytearray, start: int, *, final: bool, relaxed: bool = False
+) -> bool | None:
+    """Do frame headers chain from ``start`` in ``buf``? None when more bytes would tell.
+
+    Proof is ``RESYNC_CHAIN`` consistent headers, or headers that reach exactly the end
+    of a stream that has ended (``final``). ``relaxed`` (for an offset that something
+    else already makes likely) accepts two headers, or one whose frame ends exactly
+    where the data ends.
+    """
+    n = len(buf)
+    pos = start
+    chain = 0
+    want = 2 if relaxed else RESYNC_CHAIN
+    while chain < want:
+        if pos + 2 > n:
+            if pos == n and chain and (final or relaxed):
+                return True
+            return False if final else None
+        length = (buf[pos] << 8) | buf[pos + 1]
+        if length == 0 or length % 16 or length > MAX_FRAME:
+            return False
+        pos += 2 + length
+        chain += 1
+    return True

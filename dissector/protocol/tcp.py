@@ -46,6 +46,7 @@ from dissector.protocol.events import (
 )
 from dissector.protocol.framing import FrameStream, StreamNote, Unit
 from dissector.protocol.session import CheckStatus, SessionInfo
+from dissector.protocol.start_probe import StartProbe
 
 if TYPE_CHECKING:
     from dissector.keys import KeyEntry, KeyRing
@@ -61,6 +62,12 @@ MAX_HELD = 64
 
 _CLOUD_BLOBS = [("nonce", NONCE_LEN), ("session_key", SESSION_KEY_LEN)]
 _DEVICE_BLOBS = [("identity", IDENTITY_LEN)]
+#: Layouts a SYN-less stream may start with: the whole handshake, or (cloud) the
+#: session key alone when the capture began just after the nonce.
+_START_LAYOUTS = {
+    Direction.DEVICE_TO_CLOUD: [_DEVICE_BLOBS],
+    Direction.CLOUD_TO_DEVICE: [_CLOUD_BLOBS, [("session_key", SESSION_KEY_LEN)]],
+}
 
 
 @dataclass(slots=True)
@@ -131,6 +138,8 @@ class TcpConnection:
         self._last_ts = 0.0
         if self._mid_session and not self.keyring.tcp_sessions():
             self._keys_settled = True
+        #: No SYN seen: the first bytes wait here until the start is judged.
+        self._probe = StartProbe(_START_LAYOUTS) if handshake_expected is None else None
 
     # -- public sans-IO interface ------------------------------------------------------
 
@@ -141,6 +150,8 @@ class TcpConnection:
     @property
     def holding_since(self) -> float | None:
         """Timestamp of the oldest message not yet emitted (waiting for keys or framing)."""
+        if self._probe is not None:
+            return self._probe.since
         d2c = self._sides[D2C]
         c2d = self._sides[C2D]
         if not d2c.held and not c2d.held and d2c.stream.synced and c2d.stream.synced:
@@ -164,6 +175,9 @@ class TcpConnection:
         info = self.info
         if info.end is None or ts > info.end or info.start is None or ts < info.start:
             info.touch(ts)
+        if self._probe is not None:
+            self._probe.add(direction, data, ts)
+            return self._judge_start(final=False)
         side = self._sides[direction]
         units, notes = side.stream.feed(data, ts)
         if notes:
@@ -181,6 +195,9 @@ class TcpConnection:
     def receive_gap(self, direction: Direction, nbytes: int, ts: float) -> list[Event]:
         """Tell the connection that ``nbytes`` of the stream were never captured."""
         self._last_ts = ts
+        if self._probe is not None:
+            self._probe.add_gap(direction, nbytes, ts)
+            return self._judge_start(final=True)
         events: list[Event] = [
             self._finding(
                 Severity.WARNING,
@@ -222,7 +239,7 @@ class TcpConnection:
             return []
         self._ended = True
         ts = self._last_ts if ts is None else ts
-        events: list[Event] = []
+        events: list[Event] = self._judge_start(final=True) if self._probe else []
         for direction, side in self._sides.items():
             units, notes = side.stream.finish(ts)
             events += self._handle(direction, units, notes, ts)
@@ -233,6 +250,52 @@ class TcpConnection:
         if self.info.outcome == "open":
             self.info.outcome = "established" if self._creds else "closed"
         return events
+
+    # -- start of a SYN-less connection -------------------------------------------------
+
+    def _judge_start(self, *, final: bool) -> list[Event]:
+        """Once the probe can tell, set the streams up and replay what it buffered."""
+        probe = self._probe
+        assert probe is not None
+        layout = probe.decide(final=final)
+        if layout is None:
+            return []
+        self._probe = None
+        events: list[Event] = []
+        if layout.handshake:
+            events.append(self._enter_handshake(layout.blobs, probe.feeds[0].ts))
+        for feed in probe.feeds:
+            if feed.data is None:
+                events += self.receive_gap(feed.direction, feed.nbytes, feed.ts)
+            else:
+                events += self.receive_data(feed.direction, feed.data, feed.ts)
+        return events
+
+    def _enter_handshake(self, blobs: dict[Direction, list[tuple[str, int]]], ts: float) -> Event:
+        """The SYN-less streams start at the handshake: frame and judge them as such."""
+        for direction, side in self._sides.items():
+            side.stream = FrameStream(blobs.get(direction, []), synced=True)
+        self._mid_session = False
+        info = self.info
+        info.handshake_seen = True
+        info.outcome = "open"
+        for check in info.checks.values():
+            if check.status is CheckStatus.NOT_SEEN:
+                check.set(CheckStatus.NOT_SEEN)
+        if self._creds is None:
+            self._keys_settled = False
+        steps = " + ".join(
+            f"{name} ({size} bytes)" for d in (C2D, D2C) for name, size in blobs.get(d, [])
+        )
+        return self._finding(
+            Severity.INFO,
+            "tcp.handshake_without_syn",
+            "the connection's SYN was not captured, but both streams start at the handshake "
+            f"({steps}, judged by the blob sizes and the frame headers after them): decoded "
+            "as a full session",
+            ts,
+            None,
+        )
 
     # -- unit dispatch -------------------------------------------------------------------
 
