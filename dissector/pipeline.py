@@ -168,6 +168,7 @@ class Dissector:
             events += ending
             events.append(SessionEnded(session.info, ts))
         events += self._link_findings(ts)
+        events += [FindingEvent(f) for f in self.dtls.stray_summary(ts)]
         events += self._suppressed(None, ts)
         self._holding.clear()
         yield from self._emit(events, ts)

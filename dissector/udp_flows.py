@@ -11,6 +11,10 @@ unknown flow is attached to a session by, in order:
 4. trial decryption with every known session's keys and every persisted session;
 5. otherwise: a new session whose records stay encrypted, with a finding saying that
    the device's persisted session is what is missing.
+
+A flow whose datagrams hold no DTLS record at all (a scan, another protocol on the
+port, keepalives of a session not otherwise seen) does not become a session: its first
+datagram gets a finding, and the end of the capture one total of what was skipped.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
 
 DEFAULT_UDP_PORTS = frozenset({5684})
 _CLIENT_HELLO = 1
+#: Flows without a DTLS record remembered one by one (beyond: only counted).
+MAX_STRAY_FLOWS = 4096
 
 FlowKey = tuple[str, int, str, int]
 
@@ -46,6 +52,11 @@ class DtlsFlowTracker:
         self._by_device: dict[str, DtlsSession] = {}
         self._superseded: dict[FlowKey, DtlsSession] = {}
         self._count = 0
+        #: Flows seen with no DTLS record yet (never a session), and what they sent.
+        self._stray: set[FlowKey] = set()
+        self.stray_datagrams = 0
+        self.stray_bytes = 0
+        self._stray_flows = 0
         # Session ID -> master secret, shared by every session of the capture, so that an
         # abbreviated handshake (session-ID resumption) decrypts with the master secret of
         # the session that created the ID (its handshake seen earlier, or a persisted
@@ -68,6 +79,10 @@ class DtlsFlowTracker:
         events: list[Event] = []
         session = self._flows.get(key)
         new: DtlsSession | None = None
+        if session is None:
+            parsed = parse_datagram(dgram.payload)
+            if not parsed.records:
+                return self._not_dtls(key, direction, dgram, parsed.errors), None
         if session is None or _starts_handshake(dgram.payload, session):
             if session is not None:
                 self._superseded[key] = session
@@ -84,6 +99,58 @@ class DtlsFlowTracker:
     def finish(self, ts: float) -> list[tuple[DtlsSession, list[Event]]]:
         """End every session (capture end)."""
         return [(s, s.end(ts)) for s in self.sessions]
+
+    def stray_summary(self, ts: float) -> list[Finding]:
+        """One finding totalling the datagrams skipped because they held no DTLS record."""
+        if not self.stray_datagrams:
+            return []
+        ports = ", ".join(str(p) for p in sorted(self.ports))
+        return [
+            Finding(
+                Severity.WARNING,
+                "udp.not_dtls.total",
+                f"{self.stray_datagrams} datagrams ({self.stray_bytes} bytes) in "
+                f"{self._stray_flows} flows on UDP port {ports} held no DTLS record and were "
+                "skipped",
+                ts,
+                details={
+                    "datagrams": self.stray_datagrams,
+                    "bytes": self.stray_bytes,
+                    "flows": self._stray_flows,
+                },
+            )
+        ]
+
+    def _not_dtls(
+        self, key: FlowKey, direction: Direction, dgram: UdpDatagram, errors: list[str]
+    ) -> list[Event]:
+        """A datagram with no DTLS record on a flow that is no session: skip, say so once."""
+        self.stray_datagrams += 1
+        self.stray_bytes += len(dgram.payload)
+        if key in self._stray:
+            return []
+        self._stray_flows += 1
+        if len(self._stray) >= MAX_STRAY_FLOWS:
+            self._stray.clear()  # bounded: a flow seen again may be reported again
+        self._stray.add(key)
+        if len(dgram.payload) <= 1:
+            what = f"a {len(dgram.payload)}-byte keepalive (Device OS ignores these)"
+        else:
+            what = f"not DTLS ({errors[0] if errors else 'no record'})"
+        return [
+            FindingEvent(
+                Finding(
+                    Severity.WARNING if len(dgram.payload) > 1 else Severity.INFO,
+                    "udp.not_dtls",
+                    f"datagram from {key[0]}:{key[1]} to {key[2]}:{key[3]} is {what}; this "
+                    "flow is no DTLS session until a DTLS record appears on it",
+                    dgram.ts,
+                    None,
+                    direction,
+                    {"device": f"{key[0]}:{key[1]}", "length": len(dgram.payload)},
+                )
+            )
+        ]
 
     def _route_superseded(
         self, key: FlowKey, session: DtlsSession, direction: Direction, payload: bytes

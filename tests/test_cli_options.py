@@ -132,6 +132,16 @@ def test_device_filter_drops_other_devices(spark_device: list[dict[str, Any]]) -
     assert [f for f in of_kind(records, "finding") if f["session"] is not None] == []
 
 
+def test_device_filter_keeps_findings_of_the_whole_capture(tmp_path: Path) -> None:
+    """A truncated capture concerns every device: its finding survives --device."""
+    data = SPARK_PCAP.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) - 7])
+    records = records_of(cut, "--device-key", DEVICE_KEY, "--device", DEVICE_ID)
+    capture_level = [f for f in of_kind(records, "finding") if f["session"] is None]
+    assert [f["code"] for f in capture_level] == ["capture.truncated"]
+
+
 # -- --kind --------------------------------------------------------------------------------------
 
 

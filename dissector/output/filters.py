@@ -10,7 +10,9 @@ class RecordFilter:
     """Keep records of one device and/or messages of some kinds.
 
     Findings and handshake records follow their session: once any record revealed a
-    session's device ID, that session's findings are kept or dropped with it.
+    session's device ID, that session's findings are kept or dropped with it. Findings
+    of no session (a truncated capture, datagrams that are not DTLS) concern every
+    device and are always kept.
     """
 
     def __init__(self, device: str | None = None, kinds: Iterable[str] = ()) -> None:
@@ -24,6 +26,8 @@ class RecordFilter:
         if session and device_id:
             self._session_device[session] = device_id
         if self.device is not None:
+            if not session and rec["record"] == "finding":
+                return True
             if not device_id and session:
                 device_id = self._session_device.get(session)
             if device_id != self.device:
