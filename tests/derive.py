@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from dissector.capture.linklayer import LinkDecoder
-from dissector.capture.packets import RawPacket, TcpSegment
+from dissector.capture.packets import RawPacket, TcpSegment, UdpDatagram
 from dissector.capture.reader import CaptureReader
 from dissector.capture.tcp_reassembly import StreamData, TcpReassembler
-from dissector.capture.writer import PcapngWriter, PcapWriter, build_tcp_frame
+from dissector.capture.writer import PcapngWriter, PcapWriter, build_tcp_frame, build_udp_frame
 from dissector.model import Direction
 
 LINKTYPE_ETHERNET = 1
@@ -216,3 +216,31 @@ def stream_writes(path: Path | str, cloud_port: int = 5683) -> list[tuple[Direct
                 )
                 out.append((direction, ev.data, ev.ts))
     return out
+
+
+#: One UDP datagram as ``(ts, src_ip, src_port, dst_ip, dst_port, payload)``.
+Datagram = tuple[float, str, int, str, int, bytes]
+
+
+def load_datagrams(path: Path | str) -> list[Datagram]:
+    """Every UDP datagram of a capture, in capture order."""
+    decoder = LinkDecoder()
+    out = []
+    for item in CaptureReader([str(path)]):
+        if isinstance(item, RawPacket):
+            unit = decoder.decode(item)
+            if isinstance(unit, UdpDatagram):
+                out.append(
+                    (unit.ts, unit.src_ip, unit.src_port, unit.dst_ip, unit.dst_port, unit.payload)
+                )
+    return out
+
+
+def write_udp_pcap(datagrams: list[Datagram]) -> bytes:
+    """Datagrams (sorted by time) as an Ethernet pcap file (bytes)."""
+    buf = io.BytesIO()
+    writer = PcapWriter(buf, LINKTYPE_ETHERNET)
+    for ts, src, sport, dst, dport, payload in sorted(datagrams):
+        writer.write_packet(ts, build_udp_frame(LINKTYPE_ETHERNET, src, sport, dst, dport, payload))
+    writer.flush()
+    return buf.getvalue()

@@ -7,41 +7,15 @@ capture decode exactly as without them.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from dissector.capture.linklayer import LinkDecoder
-from dissector.capture.packets import RawPacket, UdpDatagram
-from dissector.capture.reader import CaptureReader
-from dissector.capture.writer import PcapWriter, build_udp_frame
 from dissector.udp_flows import MAX_STRAY_FLOWS
+from tests.derive import load_datagrams, write_udp_pcap
 from tests.helpers import comparable, dissect, findings, messages, ring_with
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 GEN3 = CAPTURES / "dtls-gen3-session.pcap"
 GEN3_KEYLOG = CAPTURES / "keys" / "dtls-gen3-session.keylog"
-
-
-def _pcap(packets: list[tuple[float, str, int, str, int, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    writer = PcapWriter(buf, 1)
-    for ts, src, sport, dst, dport, payload in sorted(packets):
-        writer.write_packet(ts, build_udp_frame(1, src, sport, dst, dport, payload))
-    writer.flush()
-    return buf.getvalue()
-
-
-def _datagrams(path: Path) -> list[tuple[float, str, int, str, int, bytes]]:
-    decoder = LinkDecoder()
-    out = []
-    for item in CaptureReader([str(path)]):
-        if isinstance(item, RawPacket):
-            unit = decoder.decode(item)
-            if isinstance(unit, UdpDatagram):
-                out.append(
-                    (unit.ts, unit.src_ip, unit.src_port, unit.dst_ip, unit.dst_port, unit.payload)
-                )
-    return out
 
 
 def _sessions(records: list[dict]) -> list[dict]:
@@ -56,7 +30,7 @@ def test_junk_flows_are_no_sessions(tmp_path: Path) -> None:
     packets.append((6.5, "10.0.0.2", 40000, "10.0.0.1", 5684, b"\x16\xfe"))  # same flow again
     packets.append((9.0, "10.0.0.9", 40009, "10.0.0.1", 5684, b"\x00"))
     path = tmp_path / "junk.pcap"
-    path.write_bytes(_pcap(packets))
+    path.write_bytes(write_udp_pcap(packets))
     records = dissect([path], ring_with())
 
     assert not _sessions(records)
@@ -74,14 +48,14 @@ def test_junk_flows_are_no_sessions(tmp_path: Path) -> None:
 def test_real_session_unchanged_by_junk_beside_it(tmp_path: Path) -> None:
     ring = ring_with(GEN3_KEYLOG, role="keylog")
     clean = dissect([GEN3], ring)
-    real = _datagrams(GEN3)
+    real = load_datagrams(GEN3)
     t0 = real[0][0]
     junk = [
         (t0 + 0.01 * i, "192.0.2.7", 50000 + i, real[0][3], 5684, bytes([0x47, i]) * 30)
         for i in range(40)
     ]
     path = tmp_path / "mixed.pcap"
-    path.write_bytes(_pcap(real + junk))
+    path.write_bytes(write_udp_pcap(real + junk))
     mixed = dissect([path], ring)
 
     assert [comparable(m) for m in messages(mixed)] == [comparable(m) for m in messages(clean)]
@@ -97,11 +71,11 @@ def test_real_session_unchanged_by_junk_beside_it(tmp_path: Path) -> None:
 def test_keepalive_before_the_session_does_not_take_its_flow(tmp_path: Path) -> None:
     ring = ring_with(GEN3_KEYLOG, role="keylog")
     clean = dissect([GEN3], ring)
-    real = _datagrams(GEN3)
+    real = load_datagrams(GEN3)
     first = real[0]
     keepalive = (first[0] - 1.0, first[1], first[2], first[3], first[4], b"\x00")
     path = tmp_path / "keepalive.pcap"
-    path.write_bytes(_pcap([keepalive, *real]))
+    path.write_bytes(write_udp_pcap([keepalive, *real]))
     records = dissect([path], ring)
 
     assert [comparable(m) for m in messages(records)] == [comparable(m) for m in messages(clean)]
@@ -124,7 +98,7 @@ def test_stray_flow_memory_is_bounded(tmp_path: Path) -> None:
         for i in range(n)
     ]
     path = tmp_path / "scan.pcap"
-    path.write_bytes(_pcap(packets))
+    path.write_bytes(write_udp_pcap(packets))
     records = dissect([path], ring_with())
     (total,) = findings(records, "udp.not_dtls.total")
     assert total["details"]["datagrams"] == n

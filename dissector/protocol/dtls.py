@@ -360,6 +360,12 @@ class DtlsSession:
                 "resumed session (no handshake on the wire) and no persisted session matches: "
                 "the device's persisted session (master secret and randoms) is needed"
             )
+            if self.keyring.nss_secrets("CLIENT_RANDOM"):
+                text += (
+                    "; the key log's CLIENT_RANDOM entries cannot help here: an entry is found "
+                    "by the ClientHello's random and the keys derive from both hello randoms, "
+                    "none of which is in the capture"
+                )
         elif cr is not None:
             text = f"handshake seen, but no key log entry for client random {cr.hex()}"
             if self.conn.abbreviated:
