@@ -93,9 +93,20 @@ def test_records_orjson_cannot_encode_fall_back_to_json() -> None:
     for rec in (
         {"record": "message", "ts": 1.0, "decoded": {"big": 2**64}},
         {"record": "finding", "details": {1: "int key"}},
-        {"record": "message", "ts": 1.0, "decoded": {"s": "\ud800"}},  # lone surrogate
     ):
         assert ndjson_line(rec) == reference(rec)
+
+
+def test_lone_surrogates_are_written_as_json_escapes() -> None:
+    """Not UTF-8-encodable: the line carries the escape, which reads back the same."""
+    rec = {"record": "message", "ts": 1.0, "decoded": {"s": "a\ud800b"}}
+    line = ndjson_line(rec)
+    assert "\\ud800" in line
+    assert json.loads(line) == rec
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    NdjsonWriter(out).write(rec)
+    out.flush()
+    assert json.loads(out.buffer.getvalue()) == rec  # type: ignore[attr-defined]
 
 
 def test_unserialisable_values_still_raise() -> None:

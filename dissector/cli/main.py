@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 import click
 
@@ -23,16 +23,38 @@ from dissector.cli.common import (
     port_options,
     progress,
 )
-from dissector.cli.export import export
-from dissector.cli.keys import keys as keys_group
-from dissector.cli.report import report
-from dissector.cli.simulate import simulate
-from dissector.cli.sniff import sniff
 from dissector.keys import KeyRing
 from dissector.model import Severity
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose other commands are imported only when used: ``dissect`` starts
+    without loading the simulator, report, sniff and export code."""
+
+    #: command name -> (module, attribute)
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "sniff": ("dissector.cli.sniff", "sniff"),
+        "export": ("dissector.cli.export", "export"),
+        "report": ("dissector.cli.report", "report"),
+        "simulate": ("dissector.cli.simulate", "simulate"),
+        "keys": ("dissector.cli.keys", "keys"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, attr = self.lazy[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            assert isinstance(command, click.Command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="particle-dissect")
 def main() -> None:
     """See inside Particle (Spark) device-to-cloud traffic."""
@@ -141,7 +163,7 @@ def dissect(
             ):
                 tripped = True
             if verbose and rec["record"] in ("message", "handshake"):
-                out.write(_verbose_block(rec, event))
+                writer.write_text(_verbose_block(rec, event))
                 continue
             writer.write(rec)
         writer.close()
@@ -184,12 +206,6 @@ def _note_skipped(ring: Any) -> None:
             f"note: {len(skipped)} files under --keys were not keys: {names}{more}", err=True
         )
 
-
-main.add_command(sniff)
-main.add_command(export)
-main.add_command(report)
-main.add_command(simulate)
-main.add_command(keys_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
@@ -129,6 +128,8 @@ def _sniff_der(der: bytes, label: str = "") -> SniffedKey | str:
             accepted = _accept(pub)
             return SniffedKey(accepted, False, "") if not isinstance(accepted, str) else accepted
     if label in ("", "CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"):
+        from cryptography import x509  # only here: x509 costs ~30 ms to import
+
         try:
             x509.load_der_x509_certificate(der)
         except Exception:  # not a certificate

@@ -22,7 +22,11 @@ import orjson
 
 from dissector.output.text import markdown_text, payload_preview, safe_text
 
-_LINE_BREAKERS = (("\x85", "\\u0085"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+_LINE_BREAKERS_UTF8 = (
+    ("\x85".encode(), b"\\u0085"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
 _ORJSON_OPTS = (
     orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 )
@@ -126,6 +130,10 @@ class Writer:
     def close(self) -> None:
         """Print anything collected."""
 
+    def write_text(self, text: str) -> None:
+        """Write other text (e.g. ``--verbose`` trees) in order with the records."""
+        self.out.write(text)
+
 
 def _odd_float(obj: Any) -> bool:
     """True when a float inside ``obj`` (dicts, lists and tuples walked) is non-finite or
@@ -187,31 +195,62 @@ def _needs_json(rec: dict[str, Any]) -> bool:
     return decoded is not None and _odd_float(decoded)
 
 
-def ndjson_line(rec: dict[str, Any]) -> str:
-    """One record as an NDJSON line with its newline: the text of
+def ndjson_bytes(rec: dict[str, Any]) -> bytes:
+    """One record as a UTF-8 NDJSON line with its newline: the text of
     ``json.dumps(rec, ensure_ascii=False, separators=(",", ":"))`` with U+0085, U+2028
     and U+2029 written as ``\\u`` escapes (valid JSON either way, but many line splitters
     break lines on them). Encoded by orjson; by :mod:`json` when orjson would write it
     differently or cannot (integers beyond 64 bits, non-string keys, surrogates)."""
     try:
-        line = orjson.dumps(rec, option=_ORJSON_OPTS).decode()
+        line = orjson.dumps(rec, option=_ORJSON_OPTS)
     except TypeError:
-        line = json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = _json_line(rec)
     else:
         if _needs_json(rec):
-            line = json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+            line = _json_line(rec)
     if not line.isascii():
-        for char, escape in _LINE_BREAKERS:
+        for char, escape in _LINE_BREAKERS_UTF8:
             if char in line:
                 line = line.replace(char, escape)
     return line
 
 
+def _json_line(rec: dict[str, Any]) -> bytes:
+    text = json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+    # A lone surrogate cannot be UTF-8: written as its JSON escape (``\\ud800``).
+    return text.encode("utf-8", "backslashreplace")
+
+
+def ndjson_line(rec: dict[str, Any]) -> str:
+    """:func:`ndjson_bytes` as text."""
+    return ndjson_bytes(rec).decode()
+
+
 class NdjsonWriter(Writer):
-    """One JSON object per line (see :func:`ndjson_line`)."""
+    """One JSON object per line (see :func:`ndjson_bytes`).
+
+    Lines go as bytes straight to the binary buffer under a text stream when there is
+    one (no decode and re-encode per record); :meth:`write_text` keeps other text in
+    order with them.
+    """
+
+    def __init__(self, out: TextIO, *, colour: bool = False) -> None:
+        super().__init__(out, colour=colour)
+        raw = getattr(out, "buffer", None)
+        if raw is not None and getattr(out, "encoding", "").lower().replace("-", "") == "utf8":
+            out.flush()
+            self._write = raw.write
+        else:
+            self._write = lambda line: out.write(line.decode())
 
     def write(self, rec: dict[str, Any]) -> None:
-        self.out.write(ndjson_line(rec))
+        self._write(ndjson_bytes(rec))
+
+    def write_text(self, text: str) -> None:
+        self._write(text.encode("utf-8", "backslashreplace"))
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 class JsonWriter(Writer):
