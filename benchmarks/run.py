@@ -15,8 +15,11 @@ is timed on the same files (``tshark -r BIG -q -z io,stat,0``: every packet diss
 no tree printed; ``--tshark-full`` uses ``-V`` to /dev/null instead); on the DTLS files
 with the key log (``-o tls.keylog_file:KEYLOG -d udp.port==5684,dtls``), so tshark
 decrypts every record, which an untimed ``-z io,stat,0,coap`` run confirms. It is a
-measurement: it never fails on slowness. ``--profile N`` prints the top functions by own
-time (cProfile, in-process) on an N-message capture of each transport run.
+measurement: it never fails on slowness. ``benchmarks/floor.py`` is timed on each file
+too: the least a Python program does per message (cut frames, write a JSON line), so
+``ours/floor`` shows what the real work costs and the floor what pure Python can reach.
+``--profile N`` prints the top functions by own time (cProfile, in-process) on an
+N-message capture of each transport run.
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ class Result:
     ours: Run
     rate: float
     theirs: Run | None = None
+    floor: Run | None = None
 
 
 def bench(
@@ -198,6 +202,12 @@ def bench(
         f"{n / ours.cpu_seconds:,.0f}" if ours.cpu_seconds else "-",
         f"{ours.max_rss_mb:.0f}",
     ]
+    floor = min(
+        (timed([sys.executable, str(HERE / "floor.py"), pcap]) for _ in range(args.repeat)),
+        key=lambda r: r.seconds,
+    )
+    result.floor = floor
+    row += [f"{floor.seconds:.2f}", f"{ours.seconds / floor.seconds:.1f}x"]
     if tshark:
         if transport == "dtls":
             coap = tshark_coap_frames(tshark, info)
@@ -260,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     transports = TRANSPORTS if args.transport == "both" else (args.transport,)
     sizes = sorted({args.small, args.messages})
     head = ["capture", "messages", "packets", "MB", "ours s", "msg/s", "cpu s", "msg/cpu-s"]
-    rows = [[*head, "peak RSS MB"]]
+    rows = [[*head, "peak RSS MB", "floor s", "ours/floor"]]
     if tshark:
         rows[0] += ["tshark s", "tshark RSS MB", "ours/tshark"]
     results: dict[str, list[Result]] = {}
@@ -283,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     else:
         print("tshark: not on PATH, not compared")
+    print(
+        "floor: benchmarks/floor.py, a Python loop that only cuts frames/records and writes "
+        "one JSON line each (no decryption, no CoAP)"
+    )
     for transport in transports:
         for line in goal_lines(transport, results[transport]):
             print(line)
