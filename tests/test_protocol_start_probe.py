@@ -79,6 +79,14 @@ def test_one_direction_alone_is_not_enough() -> None:
     assert layout is not None and not layout.handshake
 
 
+def test_one_direction_ruling_the_handshake_out_decides_without_the_other() -> None:
+    """Mid-frame at byte 0 and no frame at 256: no need to wait for a quiet cloud."""
+    p = probe()
+    p.add(D2C, b"\x00" * 7 + frames(48, 48, 48, 48, 48, 48), 1.0)
+    layout = p.decide()
+    assert layout is not None and not layout.handshake
+
+
 def test_gap_forces_a_decision() -> None:
     p = probe()
     p.add(C2D, noise(40), 1.0)

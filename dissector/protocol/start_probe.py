@@ -87,7 +87,9 @@ class StartProbe:
             d: _judge(self._bufs[d], layouts, final) for d, layouts in self.layouts.items()
         }
         kinds = {v for v, _ in verdicts.values()}
-        if "frames" in kinds:
+        if "frames" in kinds or "unknown" in kinds:
+            # One direction that cannot start at the handshake rules the handshake out:
+            # decide now rather than wait for the other (perhaps quiet) direction.
             return StartLayout(False)
         if kinds == {"handshake"}:
             return StartLayout(True, {d: b for d, (_, b) in verdicts.items() if b is not None})
