@@ -8,6 +8,12 @@ Tolerated deviations (decoded as sent, described in ``CoapMessage.violations``):
 messages (code 0.00) carrying a token, options or payload, or sent as NON; RST with a code;
 ACK carrying a request method; reserved code classes 1, 3, 6, 7; option numbers above 65535.
 Real clouds produce some of these (spark-protocol acknowledges with ``61 00 mid mid 00``).
+
+``decode(data, lenient=True)`` also accepts a payload marker with nothing after it (an
+empty payload, violation ``"payload marker followed by no payload"``): Device OS writes the
+marker unconditionally for a string variable value and for an event whose data is an empty
+string (``Messages::content``/``variable_value``, ``Messages::event`` in
+``communication/src/messages.cpp``), so real devices send it for every empty String.
 """
 
 from __future__ import annotations
@@ -17,8 +23,16 @@ from dissector.coap.message import CoapError, CoapMessage, CoapOption
 _MAX_EXT = 65535 + 269  # largest delta/length expressible with the 14 extension
 
 
-def decode(data: bytes | bytearray | memoryview) -> CoapMessage:
-    """Decode one CoAP message. Raises :class:`CoapError` for malformed input."""
+#: Violation text of a payload marker with no payload after it (accepted when ``lenient``).
+BARE_PAYLOAD_MARKER = "payload marker followed by no payload"
+
+
+def decode(data: bytes | bytearray | memoryview, *, lenient: bool = False) -> CoapMessage:
+    """Decode one CoAP message. Raises :class:`CoapError` for malformed input.
+
+    ``lenient`` accepts a trailing payload marker with no payload (as Device OS sends an empty
+    string value) as an empty payload, listed in ``violations``; strict RFC 7252 rejects it.
+    """
     if data.__class__ is not bytes:
         data = bytes(data)
     n = len(data)
@@ -37,11 +51,15 @@ def decode(data: bytes | bytearray | memoryview) -> CoapMessage:
     options: list[CoapOption] = []
     payload = b""
     number = 0
+    bare_marker = False
     while pos < n:
         byte = data[pos]
         if byte == 0xFF:
             if pos + 1 == n:
-                raise CoapError("payload marker followed by no payload", pos)
+                if not lenient:
+                    raise CoapError(BARE_PAYLOAD_MARKER, pos)
+                bare_marker = True
+                break
             payload = data[pos + 1 :]
             break
         start = pos
@@ -95,6 +113,8 @@ def decode(data: bytes | bytearray | memoryview) -> CoapMessage:
         _check(mtype, code, tkl, options, payload, number, violations)
     elif mtype == 2 and code < 0x20:
         violations.append(f"ACK carrying request method 0.{code:02d}")
+    if bare_marker:
+        violations.append(BARE_PAYLOAD_MARKER)
     return CoapMessage(
         1, mtype, code, (data[2] << 8) | data[3], token, options, payload, violations
     )

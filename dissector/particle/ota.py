@@ -31,11 +31,15 @@ DESTINATIONS: Final[dict[int, str]] = {
 
 def decode_update_begin(payload: bytes) -> dict[str, Any]:
     """UpdateBegin parameters: ``flags u8 | chunk_size u16 | file_size u32 | destination u8 |
-    address u32`` (all BE), parsed only when the payload is exactly 12 bytes; none = legacy.
-    An 8-byte payload is the 2014 SaveBegin form ``address u32 | size u32``."""
+    address u32`` (all BE), parsed when the payload has at least those 12 bytes (as
+    ``ChunkedTransfer::handle_update_begin`` does; bytes after them are ignored by the device
+    and kept as ``trailing``); none = legacy. An 8-byte payload is the 2014 SaveBegin form
+    ``address u32 | size u32``."""
     n = len(payload)
     if n == 0:
         return {"legacy": True}
+    if n > 12:
+        return decode_update_begin(payload[:12]) | {"trailing": payload[12:].hex()}
     if n == 12:
         dest = payload[7]
         return {
@@ -54,7 +58,10 @@ def decode_update_begin(payload: bytes) -> dict[str, Any]:
             "address": int.from_bytes(payload[0:4], "big"),
             "file_size": int.from_bytes(payload[4:8], "big"),
         }
-    return {"hex": payload.hex(), "error": f"UpdateBegin payload of {n} bytes, expected 0 or 12"}
+    return {
+        "hex": payload.hex(),
+        "error": f"UpdateBegin payload of {n} bytes, expected 0, 8 or at least 12",
+    }
 
 
 def decode_update_ready(msg: CoapMessage) -> dict[str, Any]:

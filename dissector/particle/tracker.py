@@ -14,11 +14,13 @@ Matching rules (spec §4.1, §4.2, §10, §11):
 A request stays pending until its response, until an empty ACK when it has no token (a
 separate response could not be matched anyway), for ``pending_timeout`` seconds, or until
 more than ``max_pending`` requests are pending (oldest dropped first). Requests that are
-never answered are not kept at all: OTA v3 chunks and their acknowledgements, and a NON
-Hello (on TCP each side's Hello is a request of its own, never a response to the other's,
-spec §3.5; the device acknowledges only a CON Hello, §4.2), so a cloud Hello's token is
-free again for later requests. Nothing else is kept per message, so memory stays bounded
-however long the session.
+never answered are not kept at all: OTA v3 chunks and their acknowledgements, legacy
+fast-OTA chunks (those carrying a chunk index: the device answers them neither with an ACK
+nor with ChunkReceived, spec §5.1; kept, hundreds of them would hold every 1-byte token),
+and a NON Hello (on TCP each side's Hello is a request of its own, never a response to the
+other's, spec §3.5; the device acknowledges only a CON Hello, §4.2), so a cloud Hello's
+token is free again for later requests. Nothing else is kept per message, so memory stays
+bounded however long the session.
 
 Findings (``Finding.code``, severity):
 
@@ -27,7 +29,9 @@ Code                                Severity  Meaning
 ==================================  ========  ==================================================
 ``coap.rfc_violation``              info      the codec tolerated an RFC 7252 deviation
 ``coap.mid_jump``                   warning   TCP device message ID is not previous + 1 (ACKs
-                                              exempt); the Node cloud disconnects ("Bad Counter")
+                                              exempt; not checked across a message the
+                                              transport could not decode, see :meth:`skip`);
+                                              the Node cloud disconnects ("Bad Counter")
 ``coap.token_reuse``                warning   token reused while a request carrying it is
                                               unanswered (info once that request was ACKed)
 ``coap.ack_token_mismatch``         info      piggybacked answer with the request's ID but
@@ -249,6 +253,12 @@ class ExchangeTracker:
             self._remember_con(direction, msg.mid, ts, obs)
         return obs
 
+    def skip(self, direction: Direction) -> None:
+        """A message in ``direction`` went by undecoded (or stream bytes were lost): the next
+        device message ID is not held against the last one seen (no ``coap.mid_jump``)."""
+        if direction is _D2C:
+            self._last_device_mid = None
+
     # --- message families ----------------------------------------------------------------
 
     def _observe_empty(
@@ -298,8 +308,14 @@ class ExchangeTracker:
                     {"code": msg.code_str, "uri": msg.uri, "mid": msg.mid},
                 )
             )
-        if kind not in _UNANSWERED and (msg.type != 1 or kind not in _UNANSWERED_NON):
-            self._add_pending(msg, direction, ts, kind, detail, obs.findings)
+        if kind in _UNANSWERED or (msg.type == 1 and kind in _UNANSWERED_NON):
+            return
+        if kind == "Chunk" and decoded is not None and decoded.get("fast_ota"):
+            # Fast OTA (chunk index present): the device sends neither an ACK nor a
+            # ChunkReceived (``ChunkedTransfer::handle_chunk``); kept pending, hundreds of
+            # chunks would hold every token and wrap into false ``coap.token_reuse``.
+            return
+        self._add_pending(msg, direction, ts, kind, detail, obs.findings)
 
     def _observe_response(
         self, msg: CoapMessage, direction: Direction, ts: float, obs: Observation

@@ -26,7 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from dissector.coap import CoapError, CoapMessage
 from dissector.coap import decode as coap_decode
 from dissector.crypto import (
+    LEGACY_IDENTITY_PLAINTEXT_LEN,
     CbcDirection,
+    IdentityPlaintext,
     RsaDecryptError,
     SessionCredentials,
     parse_credentials,
@@ -209,6 +211,7 @@ class TcpConnection:
             )
         ]
         side = self._sides[direction]
+        self.tracker.skip(direction)
         units, notes = side.stream.gap(nbytes, ts)
         events += self._handle(direction, units, notes, ts)
         if not side.stream.synced and not side.stream.in_handshake:
@@ -385,7 +388,7 @@ class TcpConnection:
         for server in servers:
             try:
                 plaintext = rsa_decrypt_pkcs1v15(_rsa_private(server), unit.payload)
-                identity = parse_identity_plaintext(plaintext)
+                identity = _parse_identity(plaintext, self._nonce)
             except (RsaDecryptError, ValueError) as exc:
                 reasons.append(f"{_label(server)}: {exc}")
                 continue
@@ -417,6 +420,18 @@ class TcpConnection:
         device_id = identity.device_id.hex()
         info["device_id"] = device_id
         info["legacy"] = identity.legacy
+        if identity.public_key_der is not None and len(identity.public_key_der) != 162:
+            info["plaintext_length"] = len(plaintext)
+            events.append(
+                self._finding(
+                    Severity.INFO,
+                    "handshake.identity.unusual_length",
+                    f"the identity plaintext is {len(plaintext)} bytes, not 214 (or 52): read "
+                    "as the reference cloud does, bytes 52 onwards as the device public key",
+                    unit.ts,
+                    D2C,
+                )
+            )
         self._set_device_id(device_id, "identity message")
         checks["device_id"].set(CheckStatus.PASSED, device_id)
         if self._nonce is None:
@@ -677,13 +692,15 @@ class TcpConnection:
                 side.prev_block = ct[:16]
                 msg.plaintext = plaintext
                 try:
-                    coap = coap_decode(plaintext)
+                    coap = coap_decode(plaintext, lenient=True)
                 except CoapError as exc:
                     self._not_coap(direction, unit, msg, events, plaintext, exc)
                     return
                 stats.decrypted += 1
                 self._on_coap(direction, msg, coap, events)
                 return
+        # From here on the frame yields no CoAP: its message ID is unknown to the tracker.
+        self.tracker.skip(direction)
         if side.cbc is None:
             side.prev_block = ct[:16] if len(ct) >= 16 else None
             side.at_start = False
@@ -737,7 +754,7 @@ class TcpConnection:
             return
         msg.plaintext = result.plaintext
         try:
-            coap = coap_decode(result.plaintext)
+            coap = coap_decode(result.plaintext, lenient=True)
         except CoapError as exc:
             self._not_coap(direction, unit, msg, events, result.plaintext, exc)
             return
@@ -753,6 +770,7 @@ class TcpConnection:
         plaintext: bytes,
         exc: CoapError,
     ) -> None:
+        self.tracker.skip(direction)
         msg.encrypted = EncryptedInfo(
             len(unit.payload), f"decrypted but not valid CoAP: {exc}", plaintext
         )
@@ -1025,6 +1043,25 @@ class TcpConnection:
         )
 
 
+def _parse_identity(plaintext: bytes, nonce: bytes | None) -> IdentityPlaintext:
+    """The identity plaintext: 214 or 52 bytes. The reference cloud (spec §2.1,
+    ``read_coreid``) reads any length ≥ 52 as nonce ‖ device ID ‖ public key (bytes 52
+    onwards); such a length is accepted only when the plaintext echoes the captured nonce,
+    since the length check is what tells a wrong server key from the right one (a wrong
+    key passes the PKCS#1 padding check about once in 65,000 tries). Raises
+    ``ValueError`` otherwise."""
+    try:
+        return parse_identity_plaintext(plaintext)
+    except ValueError:
+        if (
+            len(plaintext) <= LEGACY_IDENTITY_PLAINTEXT_LEN
+            or nonce is None
+            or plaintext[:40] != nonce
+        ):
+            raise
+        return IdentityPlaintext(plaintext[:40], plaintext[40:52], plaintext[52:], legacy=False)
+
+
 def _score_candidates(
     candidates: list[tuple[bytes, bytes]], sides: dict[Direction, _Side]
 ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
@@ -1049,7 +1086,7 @@ def _score_candidates(
                 if result.first_block_known:
                     if result.padding_ok and result.plaintext is not None:
                         try:
-                            coap_decode(result.plaintext)
+                            coap_decode(result.plaintext, lenient=True)
                             full = True
                         except CoapError:
                             partial_ok = False
