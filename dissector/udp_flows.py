@@ -19,11 +19,20 @@ datagram gets a finding, and the end of the capture one total of what was skippe
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from dissector.capture.packets import UdpDatagram
-from dissector.dtls.records import CT_APPLICATION_DATA, CT_HANDSHAKE, CT_TLS12_CID, parse_datagram
+from dissector.dtls.keys import PersistedSession
+from dissector.dtls.records import (
+    CT_APPLICATION_DATA,
+    CT_HANDSHAKE,
+    CT_MOVED_APPLICATION_DATA,
+    CT_MOVED_CID,
+    CT_TLS12_CID,
+    parse_datagram,
+)
 from dissector.dtls.session import SessionCache
 from dissector.model import Direction, Finding, Severity
 from dissector.protocol.dtls import DtlsSession, trial_decrypt
@@ -34,6 +43,11 @@ if TYPE_CHECKING:
 
 DEFAULT_UDP_PORTS = frozenset({5684})
 _CLIENT_HELLO = 1
+#: Epoch-0 handshake messages only the cloud (DTLS server) sends: ServerHello,
+#: HelloVerifyRequest, ServerKeyExchange, CertificateRequest, ServerHelloDone.
+_CLOUD_HANDSHAKES = frozenset({2, 3, 12, 13, 14})
+#: First record bytes only the device sends (CID records, the move-session markings).
+_DEVICE_ONLY_TYPES = frozenset({CT_TLS12_CID, CT_MOVED_CID, CT_MOVED_APPLICATION_DATA})
 #: Flows without a DTLS record remembered one by one (beyond: only counted).
 MAX_STRAY_FLOWS = 4096
 
@@ -51,6 +65,8 @@ class DtlsFlowTracker:
         self._by_cid: dict[bytes, DtlsSession] = {}
         self._by_device: dict[str, DtlsSession] = {}
         self._superseded: dict[FlowKey, DtlsSession] = {}
+        #: Cloud endpoints of the flows seen (to orient datagrams between two cloud ports).
+        self._clouds: set[tuple[str, int]] = set()
         self._count = 0
         #: Flows seen with no DTLS record yet (never a session), and what they sent.
         self._stray: set[FlowKey] = set()
@@ -70,7 +86,10 @@ class DtlsFlowTracker:
 
     def feed(self, dgram: UdpDatagram) -> tuple[list[Event], DtlsSession | None]:
         """Process one datagram; returns its events and the session if it is new."""
-        if dgram.dst_port in self.ports:
+        to_cloud = dgram.dst_port in self.ports
+        if to_cloud and dgram.src_port in self.ports:
+            to_cloud = not self._sent_by_cloud(dgram)  # both ends on the cloud port
+        if to_cloud:
             direction = Direction.DEVICE_TO_CLOUD
             key: FlowKey = (dgram.src_ip, dgram.src_port, dgram.dst_ip, dgram.dst_port)
         else:
@@ -90,11 +109,60 @@ class DtlsFlowTracker:
             if note is not None:
                 events.append(FindingEvent(note))
             self._flows[key] = session
+            self._clouds.add((key[2], key[3]))
         elif key in self._superseded:
             session = self._route_superseded(key, session, direction, dgram.payload)
         events += session.receive_datagram(direction, dgram.payload, dgram.ts)
         self._index(session)
         return events, new
+
+    def _sent_by_cloud(self, dgram: UdpDatagram) -> bool:
+        """Who sent a datagram whose two ports are both cloud ports (Device OS binds its
+        own UDP socket to 5684: Electron/Gen2 always, Gen3 over IPv6). In order: a flow
+        already known in either orientation, what the records say (ClientHello and CID or
+        moved records come from the device; HelloVerifyRequest and the server's flight from
+        the cloud), an endpoint known as a cloud; else the device."""
+        src = (dgram.src_ip, dgram.src_port)
+        dst = (dgram.dst_ip, dgram.dst_port)
+        if src + dst in self._flows or src + dst in self._stray:
+            return False
+        if dst + src in self._flows or dst + src in self._stray:
+            return True
+        data = dgram.payload
+        if data:
+            first = data[0]
+            if first in _DEVICE_ONLY_TYPES:
+                return False
+            if first == CT_HANDSHAKE and len(data) > 13 and data[3:5] == b"\x00\x00":
+                if data[13] == _CLIENT_HELLO:
+                    return False
+                if data[13] in _CLOUD_HANDSHAKES:
+                    return True
+        if src in self._clouds and dst not in self._clouds:
+            return True
+        if dst in self._clouds:
+            return False
+        return self._trial_orientation(data, dgram.src_ip, dgram.dst_ip)
+
+    def _trial_orientation(self, data: bytes, src_ip: str, dst_ip: str) -> bool:
+        """Whether the cloud sent ``data`` (both ports are cloud ports and nothing else
+        tells): the keys of a known or persisted session that open its first protected
+        record in one direction decide; else a private address is the device's."""
+        record = next((r for r in parse_datagram(data).records if r.epoch > 0), None)
+        if record is not None:
+            candidates: list[PersistedSession] = list(self.keyring.persisted_sessions())
+            candidates += [s for s in (x.conn.export_session() for x in self.sessions) if s]
+            for persisted in candidates:
+                if trial_decrypt(persisted, Direction.CLOUD_TO_DEVICE, record):
+                    return True
+                if trial_decrypt(persisted, Direction.DEVICE_TO_CLOUD, record):
+                    return False
+        try:
+            src_private = ipaddress.ip_address(src_ip).is_private
+            dst_private = ipaddress.ip_address(dst_ip).is_private
+        except ValueError:
+            return False
+        return dst_private and not src_private
 
     def finish(self, ts: float) -> list[tuple[DtlsSession, list[Event]]]:
         """End every session (capture end)."""
@@ -226,6 +294,9 @@ class DtlsFlowTracker:
                 session = self._new(key, persisted=persisted)
                 return session, session, None
         session = self._new(key, resumed_from="unknown")
+        if cid is not None:
+            # Later moves of this session carry the same CID: they join it.
+            self._by_cid.setdefault(cid, session)
         note: Finding | None = None
         if protected:
             note = Finding(
@@ -249,12 +320,19 @@ class DtlsFlowTracker:
 
 
 def _starts_handshake(payload: bytes, session: DtlsSession) -> bool:
-    """A ClientHello with a new client random on a known flow starts a new session."""
+    """A ClientHello on a known flow starts a new session when its client random is new, or
+    when the flow's session so far had no handshake at all (a resumption the cloud did not
+    answer, after which the device falls back to a full handshake). Only the first fragment
+    of a ClientHello carries the random."""
     if len(payload) < 13 + 12 + 2 + 32 or payload[0] != CT_HANDSHAKE:
         return False
     if payload[3:5] != b"\x00\x00" or payload[13] != _CLIENT_HELLO:
         return False
+    if payload[19:22] != b"\x00\x00\x00":  # fragment_offset
+        return False
     body = 13 + 12
     random = payload[body + 2 : body + 34]
     current = session.conn.client_random
-    return current is not None and random != current
+    if current is None:
+        return not session.handshake_started
+    return random != current

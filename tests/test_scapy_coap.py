@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scapy.packet import Raw
 
 from dissector.coap import CoapError, CoapMessage, CoapOption, decode, encode
+from dissector.coap.codec import BARE_PAYLOAD_MARKER
 from dissector.coap.options import OPTIONS
 from dissector.scapy import CoAP, CoAPOption, ParticleChunkMissed, ParticleHello, coap_layer
 
@@ -165,7 +166,6 @@ def test_tolerated_quirks_dissect_as_sent() -> None:
         b"\x80\x01\x00\x00",  # version 2
         b"\x49\x01\x00\x00",  # token length 9
         b"\x42\x01\x00\x00\x01",  # truncated token
-        b"\x40\x01\x00\x00\xff",  # marker without payload
         b"\x40\x01\x00\x00\xf1\x00",  # delta nibble 15
         b"\x40\x01\x00\x00\x1f",  # length nibble 15
         b"\x40\x01\x00\x00\xd0",  # truncated extended delta
@@ -179,6 +179,18 @@ def test_malformed_messages_raise_the_codecs_error(data: bytes) -> None:
         CoAP(data)
     assert str(layer.value) == str(codec.value)
     assert layer.value.offset == codec.value.offset
+
+
+def test_marker_without_payload_reads_as_an_empty_payload_like_the_session_codec() -> None:
+    """Device OS sends a bare marker for an empty string; the cores decode it leniently
+    (strict RFC 7252 refuses it), and so does the layer."""
+    data = b"\x40\x01\x00\x00\xb1v\xff"
+    with pytest.raises(CoapError):
+        decode(data)
+    msg = decode(data, lenient=True)
+    layer = CoAP(data)
+    assert layer_fields(layer) == message_fields(msg)
+    assert bytes(layer.payload) == b"" and bytes(layer) == data[:-1]
 
 
 def test_requests_get_their_payload_layer_without_context() -> None:
@@ -284,8 +296,9 @@ def test_valid_messages_dissect_exactly_as_the_codec_decodes_them(msg: CoapMessa
 @example(b"\x40\x01\x00\x00\xe0\xff\xff")
 @example(b"\x40\x01\x00\x00\xe1\x00\x00")
 def test_arbitrary_bytes_are_accepted_or_refused_exactly_like_the_codec(data: bytes) -> None:
+    """The layer agrees with the codec as the session cores use it (``lenient``)."""
     try:
-        msg = decode(data)
+        msg = decode(data, lenient=True)
     except CoapError as exc:
         with pytest.raises(CoapError) as layer_exc:
             CoAP(data)
@@ -293,4 +306,5 @@ def test_arbitrary_bytes_are_accepted_or_refused_exactly_like_the_codec(data: by
         return
     layer = CoAP(data)
     assert layer_fields(layer) == message_fields(msg)
-    assert bytes(layer) == data
+    bare_marker = BARE_PAYLOAD_MARKER in msg.violations
+    assert bytes(layer) == (data[:-1] if bare_marker else data)

@@ -3,9 +3,10 @@
 * :func:`prf` — the RFC 5246 PRF (P_SHA256, or P_SHA384 for ``*_SHA384`` suites).
 * :func:`derive_master` / :func:`key_block` — master secret and per-direction keys.
 * :class:`RecordProtection` — decrypts/encrypts the records of one direction: AES-CCM(-8),
-  AES-GCM and AES-CBC with HMAC (MAC-then-encrypt or encrypt-then-MAC), including the
-  draft-05 connection-ID form Particle devices use (type 25: CID in the AAD, inner plaintext
-  ``content ‖ real type ‖ zero padding``).
+  AES-GCM, ChaCha20-Poly1305 (RFC 7905) and AES-CBC with HMAC (MAC-then-encrypt or
+  encrypt-then-MAC), including the draft-05 connection-ID form Particle devices use (type
+  25: CID in the AAD, inner plaintext ``content ‖ real type ‖ zero padding``); a CID record
+  whose tag fails with the draft-05 additional data is tried with the RFC 9146 form.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from .records import CT_TLS12_CID, VERSION_DTLS_1_2, DtlsRecord, build_record
 
@@ -28,7 +29,7 @@ class RecordDecryptError(Exception):
     """A protected record could not be opened (tag/MAC failure, bad padding, too short)."""
 
 
-CipherKind = Literal["ccm", "gcm", "cbc"]
+CipherKind = Literal["ccm", "gcm", "cbc", "chacha"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +48,19 @@ class CipherSuite:
 
     @property
     def explicit_nonce_len(self) -> int:
-        """Per-record explicit nonce (AEAD) or IV (CBC) at the start of the fragment."""
+        """Per-record explicit nonce (AEAD) or IV (CBC) at the start of the fragment
+        (none for ChaCha20-Poly1305: its nonce is the IV XOR the sequence number)."""
+        if self.kind == "chacha":
+            return 0
         return 16 if self.kind == "cbc" else 8
 
 
 def _aead(code: int, name: str, kind: CipherKind, key: int, tag: int, prf: str) -> CipherSuite:
     return CipherSuite(code, name, kind, key, 4, None, 0, tag, prf)
+
+
+def _chacha(code: int, name: str) -> CipherSuite:
+    return CipherSuite(code, name, "chacha", 32, 12, None, 0, 16, "sha256")
 
 
 def _cbc(code: int, name: str, key: int, mac: str) -> CipherSuite:
@@ -72,6 +80,8 @@ SUITES: dict[int, CipherSuite] = {
         _aead(0xC02F, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "gcm", 16, 16, "sha256"),
         _aead(0xC02C, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "gcm", 32, 16, "sha384"),
         _aead(0xC030, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "gcm", 32, 16, "sha384"),
+        _chacha(0xCCA9, "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+        _chacha(0xCCA8, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
         _cbc(0xC023, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", 16, "sha256"),
         _cbc(0xC027, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", 16, "sha256"),
         _cbc(0xC009, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", 16, "sha1"),
@@ -180,6 +190,32 @@ def _additional_data(
     )
 
 
+_RFC9146_PLACEHOLDER = b"\xff" * 8
+
+
+def _additional_data_rfc9146(seq_num: bytes, version: int, cid: bytes, length: int) -> bytes:
+    """RFC 9146 §5 additional data of a CID record (mbedTLS 3.x without the draft compat):
+    ``ff×8 ‖ 25 ‖ cid_len ‖ 25 ‖ version ‖ epoch‖seq ‖ cid ‖ length``."""
+    return (
+        _RFC9146_PLACEHOLDER
+        + bytes((CT_TLS12_CID, len(cid), CT_TLS12_CID))
+        + version.to_bytes(2, "big")
+        + seq_num
+        + cid
+        + length.to_bytes(2, "big")
+    )
+
+
+def _candidate_aads(
+    seq_num: bytes, content_type: int, version: int, cid: bytes | None, length: int
+) -> tuple[bytes, ...]:
+    """Additional data to try: the draft-05 form Particle's fork uses, then RFC 9146."""
+    first = _additional_data(seq_num, content_type, version, cid, length)
+    if cid is None:
+        return (first,)
+    return first, _additional_data_rfc9146(seq_num, version, cid, length)
+
+
 def split_inner_plaintext(inner: bytes) -> tuple[int, bytes]:
     """Split a CID record's inner plaintext into (real content type, content).
 
@@ -226,11 +262,13 @@ class RecordProtection:
         self.iv = iv
         self.mac_key = mac_key
         self.encrypt_then_mac = encrypt_then_mac
-        self._aead: AESCCM | AESGCM | None
+        self._aead: AESCCM | AESGCM | ChaCha20Poly1305 | None
         if self.suite.kind == "ccm":
             self._aead = AESCCM(key, tag_length=self.suite.tag_len)
         elif self.suite.kind == "gcm":
             self._aead = AESGCM(key)
+        elif self.suite.kind == "chacha":
+            self._aead = ChaCha20Poly1305(key)
         else:
             self._aead = None
 
@@ -270,16 +308,32 @@ class RecordProtection:
             return split_inner_plaintext(inner)
         return record.content_type, inner
 
+    def _nonce(self, seq_num: bytes, explicit: bytes) -> bytes:
+        if self.suite.kind == "chacha":  # RFC 7905: IV XOR (0000 ‖ epoch‖seq)
+            return (int.from_bytes(self.iv, "big") ^ int.from_bytes(seq_num, "big")).to_bytes(
+                12, "big"
+            )
+        return self.iv + explicit
+
     def _open_aead(self, record: DtlsRecord, cid: bytes | None) -> bytes:
         frag = record.fragment
         tag_len = self.suite.tag_len
-        plain_len = len(frag) - 8 - tag_len
+        explicit = self.suite.explicit_nonce_len
+        plain_len = len(frag) - explicit - tag_len
         if plain_len < 0:
             raise RecordDecryptError(f"record too short for {self.suite.name}: {len(frag)} bytes")
-        aad = _additional_data(record.seq_num, record.content_type, record.version, cid, plain_len)
         assert self._aead is not None
+        seq_num = record.seq_num
+        nonce, body = self._nonce(seq_num, frag[:explicit]), frag[explicit:]
+        aad = _additional_data(seq_num, record.content_type, record.version, cid, plain_len)
         try:
-            return self._aead.decrypt(self.iv + frag[:8], frag[8:], aad)
+            return self._aead.decrypt(nonce, body, aad)
+        except InvalidTag:
+            if cid is None:
+                raise RecordDecryptError("tag check failed") from None
+        try:  # a CID record of an RFC 9146 peer (not Particle's draft-05 fork)
+            aad = _additional_data_rfc9146(seq_num, record.version, cid, plain_len)
+            return self._aead.decrypt(nonce, body, aad)
         except InvalidTag:
             raise RecordDecryptError("tag check failed") from None
 
@@ -292,11 +346,10 @@ class RecordProtection:
             if body_len < 32 or (body_len - 16) % 16:
                 raise RecordDecryptError(f"bad CBC record length {len(frag)}")
             body, mac = frag[:body_len], frag[body_len:]
-            aad = _additional_data(
+            aads = _candidate_aads(
                 record.seq_num, record.content_type, record.version, cid, body_len
             )
-            expect = hmac.digest(self.mac_key, aad + body, self.suite.mac_hash)
-            if not hmac.compare_digest(expect, mac):
+            if not self._mac_matches(aads, body, mac):
                 raise RecordDecryptError("MAC check failed")
             plain = self._cbc_decrypt(body)
             return _strip_padding(plain)
@@ -306,13 +359,19 @@ class RecordProtection:
         if len(plain) < mac_len:
             raise RecordDecryptError("record shorter than its MAC")
         content, mac = plain[: len(plain) - mac_len], plain[len(plain) - mac_len :]
-        aad = _additional_data(
+        aads = _candidate_aads(
             record.seq_num, record.content_type, record.version, cid, len(content)
         )
-        expect = hmac.digest(self.mac_key, aad + content, self.suite.mac_hash)
-        if not hmac.compare_digest(expect, mac):
+        if not self._mac_matches(aads, content, mac):
             raise RecordDecryptError("MAC check failed")
         return content
+
+    def _mac_matches(self, aads: tuple[bytes, ...], data: bytes, mac: bytes) -> bool:
+        assert self.suite.mac_hash is not None
+        return any(
+            hmac.compare_digest(hmac.digest(self.mac_key, aad + data, self.suite.mac_hash), mac)
+            for aad in aads
+        )
 
     def _cbc_decrypt(self, iv_and_ct: bytes) -> bytes:
         dec = Cipher(algorithms.AES(self._key), modes.CBC(iv_and_ct[:16])).decryptor()
@@ -330,12 +389,14 @@ class RecordProtection:
         *,
         version: int = VERSION_DTLS_1_2,
         explicit_nonce: bytes | None = None,
+        rfc9146: bool = False,
     ) -> bytes:
         """Seal ``plaintext`` into a complete wire record.
 
         With ``cid`` the record is a type-25 record whose inner plaintext carries
-        ``content_type``. ``explicit_nonce`` defaults to ``epoch ‖ seq`` for AEAD suites
-        (as mbedTLS does) and to 16 random bytes (the IV) for CBC suites.
+        ``content_type``; its additional data is the draft-05 form (Particle's fork), or
+        the RFC 9146 one with ``rfc9146``. ``explicit_nonce`` defaults to ``epoch ‖ seq``
+        for AEAD suites (as mbedTLS does) and to 16 random bytes (the IV) for CBC suites.
         """
         seq_num = ((epoch << 48) | seq).to_bytes(8, "big")
         if cid is not None:
@@ -345,13 +406,16 @@ class RecordProtection:
             inner = plaintext
             wire_type = content_type
         if self._aead is not None:
-            nonce = explicit_nonce if explicit_nonce is not None else seq_num
-            if len(nonce) != 8:
-                raise ValueError("explicit nonce must be 8 bytes")
-            aad = _additional_data(seq_num, wire_type, version, cid, len(inner))
-            frag = nonce + self._aead.encrypt(self.iv + nonce, inner, aad)
+            if self.suite.kind == "chacha":
+                nonce = b""
+            else:
+                nonce = explicit_nonce if explicit_nonce is not None else seq_num
+                if len(nonce) != 8:
+                    raise ValueError("explicit nonce must be 8 bytes")
+            aad = _aad_for(seq_num, wire_type, version, cid, len(inner), rfc9146)
+            frag = nonce + self._aead.encrypt(self._nonce(seq_num, nonce), inner, aad)
         else:
-            frag = self._seal_cbc(seq_num, wire_type, version, cid, inner, explicit_nonce)
+            frag = self._seal_cbc(seq_num, wire_type, version, cid, inner, explicit_nonce, rfc9146)
         return build_record(wire_type, epoch, seq, frag, version=version, cid=cid)
 
     def _seal_cbc(
@@ -362,6 +426,7 @@ class RecordProtection:
         cid: bytes | None,
         inner: bytes,
         iv: bytes | None,
+        rfc9146: bool = False,
     ) -> bytes:
         assert self.suite.mac_hash is not None
         iv = iv if iv is not None else os.urandom(16)
@@ -371,11 +436,19 @@ class RecordProtection:
         if self.encrypt_then_mac:
             padded = _pad(inner)
             body = iv + enc.update(padded) + enc.finalize()
-            aad = _additional_data(seq_num, wire_type, version, cid, len(body))
+            aad = _aad_for(seq_num, wire_type, version, cid, len(body), rfc9146)
             return body + hmac.digest(self.mac_key, aad + body, self.suite.mac_hash)
-        aad = _additional_data(seq_num, wire_type, version, cid, len(inner))
+        aad = _aad_for(seq_num, wire_type, version, cid, len(inner), rfc9146)
         mac = hmac.digest(self.mac_key, aad + inner, self.suite.mac_hash)
         return iv + enc.update(_pad(inner + mac)) + enc.finalize()
+
+
+def _aad_for(
+    seq_num: bytes, content_type: int, version: int, cid: bytes | None, length: int, rfc: bool
+) -> bytes:
+    if rfc and cid is not None:
+        return _additional_data_rfc9146(seq_num, version, cid, length)
+    return _additional_data(seq_num, content_type, version, cid, length)
 
 
 def _pad(data: bytes) -> bytes:

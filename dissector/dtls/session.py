@@ -18,13 +18,15 @@ connection has no handshake on the wire (spec §6.5). An abbreviated handshake (
 resumption: the ServerHello echoes the ClientHello's session ID, then the server's
 ChangeCipherSpec and Finished come first) reuses the master secret of the session that
 created the ID: from the key log (by the new client random) or from a :class:`SessionCache`
-shared by the connections of one capture. ``receive`` never raises on bad input.
+shared by the connections of one capture. When the ClientHello is not in the capture but
+the ServerHello is, ``trial_secrets(server_random)`` candidates (key log entries, persisted
+sessions) are tried on the first records. ``receive`` never raises on bad input.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from dissector.model import Direction, Finding, Severity
@@ -59,6 +61,11 @@ from .records import (
 )
 
 SecretsLookup = Callable[[bytes], bytes | None]
+TrialSecrets = Callable[[bytes], Iterable[tuple[bytes, bytes, str]]]
+"""``server_random -> (client_random, master, source)`` candidates to try when the
+ClientHello is not in the capture (a key log entry is found by the client random)."""
+MAX_TRIAL_RECORDS = 3
+"""Records of one session tried against every candidate secret before giving up."""
 
 ALERT_DESCRIPTIONS: dict[int, str] = {
     0: "close_notify",
@@ -258,6 +265,7 @@ class _Params:
         "session_id",
         "source",
         "suite",
+        "trials",
     )
 
     def __init__(self) -> None:
@@ -275,6 +283,7 @@ class _Params:
         self.prot: tuple[RecordProtection, RecordProtection] | None = None
         self.missing_reported = False
         self.opened = False  # a record opened with these keys (the secret is right)
+        self.trials = 0  # records tried against candidate secrets (no ClientHello seen)
 
 
 class _Replay:
@@ -358,8 +367,10 @@ class DtlsConnection:
         session: str | None = None,
         default_cid_len: int = DEFAULT_CID_LEN,
         session_cache: SessionCache | None = None,
+        trial_secrets: TrialSecrets | None = None,
     ) -> None:
         self._lookup = secrets_lookup
+        self._trial_secrets = trial_secrets
         self.session = session
         self.session_cache = session_cache
         self._default_cid_len = default_cid_len
@@ -551,6 +562,15 @@ class DtlsConnection:
         # Application and CID records are checked for duplicates here, not in _record:
         # decrypted application data has the (cheaper) replay window.
         app = rec.content_type in (CT_APPLICATION_DATA, CT_TLS12_CID)
+        hs = self._hs
+        if (
+            hs.client_random is None
+            and hs.server_random is not None
+            and self._trial_secrets is not None
+            and hs.trials < MAX_TRIAL_RECORDS
+            and rec.epoch not in self._epochs[d]
+        ):
+            self._trial_client_random(hs, d, rec, ts, events)
         prot, reason, params = self._protection(d, rec.epoch, ts, events)
         if prot is None:
             if not (app and self._duplicate(d, rec, ts, events)):
@@ -600,6 +620,44 @@ class DtlsConnection:
                     d,
                 )
             )
+
+    def _trial_client_random(
+        self, p: _Params, d: Direction, rec: DtlsRecord, ts: float, events: list[DtlsEvent]
+    ) -> None:
+        """The ClientHello is not in the capture but the ServerHello is: find the secret
+        (and the client random) whose keys open ``rec`` among the candidates."""
+        p.trials += 1
+        assert self._trial_secrets is not None and p.server_random is not None
+        if p.suite not in SUITES:
+            return
+        client = d is self._client_dir
+        for client_random, master, source in self._trial_secrets(p.server_random):
+            if len(client_random) != 32 or len(master) != 48:
+                continue
+            kb = key_block(master, client_random, p.server_random, p.suite)
+            pair = (
+                RecordProtection.for_client(kb, p.encrypt_then_mac),
+                RecordProtection.for_server(kb, p.encrypt_then_mac),
+            )
+            try:
+                (pair[0] if client else pair[1]).decrypt_typed(rec)
+            except RecordDecryptError:
+                continue
+            p.client_random, p.master, p.prot, p.source = client_random, master, pair, source
+            self._remember(p)
+            events.append(
+                self._finding(
+                    Severity.INFO,
+                    "keylog.trial_match",
+                    f"the ClientHello is not in the capture: the {source} entry for client "
+                    f"random {client_random.hex()} opens the records (found by trial "
+                    "decryption with the ServerHello's random)",
+                    ts,
+                    d,
+                    client_random=client_random.hex(),
+                )
+            )
+            return
 
     def _undecryptable(
         self, d: Direction, rec: DtlsRecord, ts: float, reason: str, events: list[DtlsEvent]
@@ -665,7 +723,19 @@ class DtlsConnection:
                 self._epochs[d][epoch] = p
         if p.prot is None:
             if p.client_random is None or p.server_random is None or p.suite is None:
-                return None, "no handshake or persisted session for this connection", p
+                if p.server_random is not None:
+                    reason = (
+                        "the ClientHello is not in the capture and no key log entry or "
+                        "persisted session opens the records with the ServerHello's random"
+                    )
+                elif p.client_random is not None:
+                    reason = (
+                        "the ServerHello is not in the capture: the keys derive from both "
+                        "hello randoms"
+                    )
+                else:
+                    reason = "no handshake or persisted session for this connection"
+                return None, reason, p
             if p.suite not in SUITES:
                 return None, f"unsupported cipher suite 0x{p.suite:04X}", p
             master = self._master(p)

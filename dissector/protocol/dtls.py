@@ -84,13 +84,19 @@ class DtlsSession:
         self.session_id = session_id
         self.keyring = keyring
         self.info = SessionInfo(id=session_id, transport="dtls", checklist=DTLS_CHECKS)
-        self.conn = DtlsConnection(self._lookup, session=session_id, session_cache=session_cache)
+        self.conn = DtlsConnection(
+            self._lookup,
+            session=session_id,
+            session_cache=session_cache,
+            trial_secrets=self._trial_secrets,
+        )
         self.tracker = ExchangeTracker(transport="udp", session=session_id)
         self._missing_reported = False
         self._keys_event_sent = False
         self.handshake_started = False
         self._ccs_seen: set[Direction] = set()
         self._awaiting_finished: set[Direction] = set()
+        self._early_finished: set[Direction] = set()
         if persisted is not None:
             self.conn.resume(persisted)
             self.info.outcome = "resumed"
@@ -131,6 +137,8 @@ class DtlsSession:
                 events += self._on_handshake(dev)
             elif isinstance(dev, Finding):
                 dev.session = self.session_id
+                if dev.code == "keylog.trial_match":
+                    self.info.key_source = self.conn.key_source
                 events.append(FindingEvent(self._explain(dev)))
                 self._on_decrypt_failure(dev)
             elif isinstance(dev, Alert):
@@ -138,7 +146,10 @@ class DtlsSession:
             elif isinstance(dev, ChangeCipherSpec):
                 events.append(self._blob(dev.direction, dev.ts, "ChangeCipherSpec", {}))
                 self._ccs_seen.add(dev.direction)
-                self._awaiting_finished.add(dev.direction)
+                if dev.direction in self._early_finished:
+                    self._early_finished.discard(dev.direction)  # its Finished came first
+                else:
+                    self._awaiting_finished.add(dev.direction)
                 if len(self._ccs_seen) == 2:
                     self.info.checks["finished"].set(CheckStatus.PASSED)
             elif isinstance(dev, KeepAlive):
@@ -180,13 +191,26 @@ class DtlsSession:
         if dev.duplicate:
             return []  # a byte-identical record (same epoch and sequence) is shown once
         direction = dev.direction
+        rec = dev.record
         if direction in self._awaiting_finished:
             self._awaiting_finished.discard(direction)
-            if dev.plaintext is None and dev.record.content_type == CT_TLS12_CID:
+            if dev.plaintext is None and rec.content_type == CT_TLS12_CID:
                 # A CID record hides its real type; the first one after ChangeCipherSpec
                 # is the sender's (encrypted) Finished.
                 info = {"inferred": "first record after ChangeCipherSpec"}
                 return [self._blob(direction, dev.ts, "EncryptedHandshake", info)]
+        elif (
+            dev.plaintext is None
+            and rec.content_type == CT_TLS12_CID
+            and rec.epoch == 1
+            and rec.seq == 0
+            and self.handshake_started
+            and direction not in self._ccs_seen
+        ):
+            # The first record of epoch 1 overtook the ChangeCipherSpec: the Finished.
+            self._early_finished.add(direction)
+            info = {"inferred": "first record of epoch 1 (before its ChangeCipherSpec)"}
+            return [self._blob(direction, dev.ts, "EncryptedHandshake", info)]
         stats = self.info.stats[direction]
         msg = MessageEvent(
             session=self.session_id,
@@ -220,7 +244,7 @@ class DtlsSession:
         if self.info.checks["keys"].status is not CheckStatus.PASSED:
             self.info.checks["keys"].set(CheckStatus.PASSED, self.info.key_source or "key log")
         try:
-            coap = coap_decode(dev.plaintext)
+            coap = coap_decode(dev.plaintext, lenient=True)
         except CoapError as exc:
             stats.messages += 1
             msg.encrypted = EncryptedInfo(
@@ -331,7 +355,7 @@ class DtlsSession:
             self._blob(dev.direction, dev.ts, "Alert", {"level": dev.level, "description": name}),
             self._finding(
                 severity,
-                f"dtls.alert.{name}",
+                f"dtls.alert.{dev.description_name or 'encrypted'}",
                 f"the {who} sent a DTLS alert: {name}",
                 dev.ts,
                 dev.direction,
@@ -348,6 +372,22 @@ class DtlsSession:
             )
             self.info.key_source = "persisted session" if persisted else "key log"
         return master
+
+    def _trial_secrets(self, server_random: bytes) -> list[tuple[bytes, bytes, str]]:
+        """Candidates for a session whose ClientHello is not in the capture: persisted
+        sessions with this server random first, then every key log entry."""
+        out: list[tuple[bytes, bytes, str]] = []
+        persisted = set()
+        for s in self.keyring.persisted_sessions():
+            if s.master is None:
+                continue
+            persisted.add(s.client_random)
+            if s.server_random == server_random:
+                out.append((s.client_random, s.master, f"persisted session ({s.layout})"))
+        for client_random, master in self.keyring.nss_secrets("CLIENT_RANDOM").items():
+            if client_random not in persisted:
+                out.append((client_random, master, "key log"))
+        return out
 
     def _secret_known(self) -> bool:
         exported = self.conn.export_session()
@@ -366,6 +406,12 @@ class DtlsSession:
                     "by the ClientHello's random and the keys derive from both hello randoms, "
                     "none of which is in the capture"
                 )
+        elif cr is not None and self.conn.server_random is None:
+            text = (
+                "the ServerHello is not in the capture: the keys derive from both hello "
+                f"randoms, so a key log entry for client random {cr.hex()} cannot decrypt "
+                "it; the device's persisted session (master secret and both randoms) can"
+            )
         elif cr is not None:
             text = f"handshake seen, but no key log entry for client random {cr.hex()}"
             if self.conn.abbreviated:
@@ -374,6 +420,13 @@ class DtlsSession:
                     " the key log entry or persisted session of the session that created that"
                     " ID would also decrypt it)"
                 )
+        elif self.conn.server_random is not None:
+            text = (
+                "the ClientHello is not in the capture (the ServerHello is): a key log entry "
+                "is found by the client random, and no entry opened the records by trial "
+                f"decryption with server random {self.conn.server_random.hex()}; the key log "
+                "entry of this session or the device's persisted session is needed"
+            )
         else:
             text = "no handshake seen and no persisted session matches"
         if self.keyring.ec_private_keys():

@@ -242,8 +242,9 @@ class CoAP(Packet):
         self.raw_packet_cache = None
         self.raw_packet_cache_fields = None
         if s[:1] == bytes((PAYLOAD_MARKER,)):
-            if len(s) == 1:
-                raise CoapError("payload marker followed by no payload", len(self.original) - 1)
+            # A marker with nothing after it (Device OS sends one for an empty string
+            # value) is read as an empty payload, as the session cores read it; building
+            # the layer again writes no marker.
             return s[1:]
         return s
 
