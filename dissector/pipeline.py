@@ -307,6 +307,12 @@ class Dissector:
                 "packets were cut short by the capture's snap length and could not be decoded",
             ),
             (
+                stats.truncated_kept,
+                "capture.segments_truncated",
+                "TCP segments were cut short by the capture's snap length: their captured "
+                "bytes were used and the missing ones are reported as stream gaps",
+            ),
+            (
                 stats.malformed,
                 "capture.packets_malformed",
                 "packets had malformed link, IP or transport headers and were skipped",

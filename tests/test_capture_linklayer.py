@@ -224,9 +224,17 @@ def test_ipv6_fragments_shuffled() -> None:
 
 def test_snaplen_truncation_is_counted() -> None:
     frame = ethernet_frame(tcp_pkt(payload=b"x" * 500))
-    for snap in (10, 20, 40, 60, 100):
+    for snap in (10, 20, 40, 50):  # cut inside the headers: skipped
         got, stats = decode(1, frame[:snap], orig_len=len(frame))
         assert got is None and stats.truncated == 1 and stats.malformed == 0, snap
+
+
+def test_tcp_segment_cut_after_its_header_keeps_the_bytes_it_has() -> None:
+    frame = ethernet_frame(tcp_pkt(payload=b"x" * 500))
+    for snap in (54, 60, 100):
+        got, stats = decode(1, frame[:snap], orig_len=len(frame))
+        assert isinstance(got, TcpSegment) and got.payload == b"x" * (snap - 54), snap
+        assert stats.truncated_kept == 1 and stats.truncated == 0 and stats.malformed == 0
 
 
 def test_lying_ip_length_is_malformed() -> None:

@@ -84,7 +84,8 @@ class LinkStats:
     packets: int = 0
     tcp: int = 0
     udp: int = 0
-    truncated: int = 0  # snap length cut the packet short
+    truncated: int = 0  # snap length cut the packet short: skipped
+    truncated_kept: int = 0  # TCP segments cut short, kept with the bytes they have
     malformed: int = 0  # inconsistent headers (bad lengths, wrong version...)
     non_ip: int = 0  # ARP, LLDP, other ethertypes / address families
     other_protocol: int = 0  # ICMP, IGMP, ESP...
@@ -250,8 +251,10 @@ def _ipv4(
             stats.malformed += 1
             return None
         if end > n:
-            _short(pkt, data, stats)
-            return None
+            if not _keep_truncated_tcp(pkt, data, proto, frag & 0x3FFF, off + ihl, stats):
+                _short(pkt, data, stats)
+                return None
+            end = n
     start = off + ihl
     if start > n:
         _short(pkt, data, stats)
@@ -301,8 +304,10 @@ def _ipv6(
     else:
         end = start + plen
         if end > n:
-            _short(pkt, data, stats)
-            return None
+            if not _keep_truncated_tcp(pkt, data, nh, 0, start, stats):
+                _short(pkt, data, stats)
+                return None
+            end = n
     fragmented = False
     while True:
         if nh == 6:
@@ -352,6 +357,20 @@ def _ipv6(
         else:
             stats.other_protocol += 1
         return None
+
+
+def _keep_truncated_tcp(
+    pkt: RawPacket, data: bytes, proto: int, fragment: int, tcp_start: int, stats: LinkStats
+) -> bool:
+    """A TCP segment cut short by the snap length after its TCP header keeps the payload
+    bytes it has: the reassembler then reports exactly the missing bytes as a gap, and a
+    frame cut short still yields its first ciphertext block (the next frame's IV)."""
+    if proto != 6 or fragment or pkt.orig_len <= len(data):
+        return False
+    if len(data) < tcp_start + 20 or len(data) < tcp_start + (data[tcp_start + 12] >> 4) * 4:
+        return False
+    stats.truncated_kept += 1
+    return True
 
 
 def _tcp(

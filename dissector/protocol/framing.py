@@ -193,8 +193,9 @@ class FrameStream:
             buf.clear()
             return units, notes
         size = self._current_unit_size()
-        if size is not None and len(buf) + nbytes < size:
-            # The hole lies inside the current unit: it is damaged, the next one is intact.
+        if size is not None and len(buf) + nbytes <= size:
+            # The hole lies inside the current unit (or ends exactly at its end): it is
+            # damaged, the next one is intact.
             kind = self._blobs[0][0] if self._blobs else "frame"
             head = 0 if self._blobs else 2
             payload = bytes(buf[head:])
