@@ -111,7 +111,7 @@ class Dissector:
                 events = packet(item)
                 if events is None:
                     continue
-                if events and not self._holding and not self._out:
+                if events and not self._holding and not self.dtls.holding and not self._out:
                     # Fast path of _emit: nothing held back, nothing queued.
                     yield from self._aggregate(events)
                 elif events or self._out:
@@ -392,7 +392,7 @@ class Dissector:
         if not events and not self._out:
             return
         events = self._aggregate(events)
-        if not self._holding and not self._out:
+        if not self._holding and not self.dtls.holding and not self._out:
             yield from events
             return
         for event in events:
@@ -402,6 +402,10 @@ class Dissector:
         for conn_id in self._holding:
             tracked = self._tracked.get(conn_id)
             since = tracked.session.holding_since if tracked and tracked.session else None
+            if since is not None and (watermark is None or since < watermark):
+                watermark = since
+        for session in self.dtls.holding.values():
+            since = session.holding_since
             if since is not None and (watermark is None or since < watermark):
                 watermark = since
         yield from self._flush(watermark)

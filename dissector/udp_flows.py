@@ -57,9 +57,18 @@ FlowKey = tuple[str, int, str, int]
 class DtlsFlowTracker:
     """Map UDP flows to :class:`DtlsSession` objects and feed them datagrams."""
 
-    def __init__(self, keyring: KeyRing, ports: Iterable[int] = DEFAULT_UDP_PORTS) -> None:
+    def __init__(
+        self,
+        keyring: KeyRing,
+        ports: Iterable[int] = DEFAULT_UDP_PORTS,
+        *,
+        hold_handshake: bool = True,
+    ) -> None:
         self.keyring = keyring
         self.ports = frozenset(ports)
+        #: New sessions hold their handshake's events until the device ID can be known
+        #: (off for a per-datagram view such as the Scapy decoder).
+        self.hold_handshake = hold_handshake
         self.sessions: list[DtlsSession] = []
         self._flows: dict[FlowKey, DtlsSession] = {}
         self._by_cid: dict[bytes, DtlsSession] = {}
@@ -68,6 +77,8 @@ class DtlsFlowTracker:
         #: Cloud endpoints of the flows seen (to orient datagrams between two cloud ports).
         self._clouds: set[tuple[str, int]] = set()
         self._count = 0
+        #: Sessions holding events back (the pipeline keeps output in order around them).
+        self.holding: dict[str, DtlsSession] = {}
         #: Flows seen with no DTLS record yet (never a session), and what they sent.
         self._stray: set[FlowKey] = set()
         self.stray_datagrams = 0
@@ -114,6 +125,10 @@ class DtlsFlowTracker:
             session = self._route_superseded(key, session, direction, dgram.payload)
         events += session.receive_datagram(direction, dgram.payload, dgram.ts)
         self._index(session)
+        if session.holding_since is not None:
+            self.holding[session.session_id] = session
+        elif self.holding:
+            self.holding.pop(session.session_id, None)
         return events, new
 
     def _sent_by_cloud(self, dgram: UdpDatagram) -> bool:
@@ -166,7 +181,9 @@ class DtlsFlowTracker:
 
     def finish(self, ts: float) -> list[tuple[DtlsSession, list[Event]]]:
         """End every session (capture end)."""
-        return [(s, s.end(ts)) for s in self.sessions]
+        ended = [(s, s.end(ts)) for s in self.sessions]
+        self.holding.clear()
+        return ended
 
     def stray_summary(self, ts: float) -> list[Finding]:
         """One finding totalling the datagrams skipped because they held no DTLS record."""
@@ -243,6 +260,7 @@ class DtlsFlowTracker:
             f"dtls-{self._count}",
             self.keyring,
             session_cache=self.session_cache,
+            hold_handshake=self.hold_handshake,
             **kwargs,  # type: ignore[arg-type]
         )
         session.info.device_endpoint = (key[0], key[1])

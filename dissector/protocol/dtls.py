@@ -15,6 +15,7 @@ connections that show no handshake at all.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,10 @@ _ECDHE_TRUTH = (
 )
 
 
+#: Events a new session holds back at most while waiting for the device's first record.
+MAX_HELD_EVENTS = 64
+
+
 class DtlsSession:
     """One Particle DTLS session, possibly spread over several UDP flows (moves)."""
 
@@ -80,6 +85,7 @@ class DtlsSession:
         persisted: PersistedSession | None = None,
         resumed_from: str | None = None,
         session_cache: SessionCache | None = None,
+        hold_handshake: bool = True,
     ) -> None:
         self.session_id = session_id
         self.keyring = keyring
@@ -106,6 +112,18 @@ class DtlsSession:
                 self.info.checks[key].set(CheckStatus.NOT_SEEN, "resumed without handshake")
         elif resumed_from is not None:
             self.info.outcome = "resumed"
+        #: A new session's events wait until the device's first application record (its
+        #: Hello, whose device ID the handshake records then carry too); see _held.
+        new_session = persisted is None and resumed_from is None
+        self._hold: list[Event] | None = [] if hold_handshake and new_session else None
+
+    @property
+    def holding_since(self) -> float | None:
+        """Timestamp of the oldest event held back, if any."""
+        if not self._hold:
+            return None
+        stamps = [t for t in (getattr(e, "ts", None) for e in self._hold) if t is not None]
+        return min(stamps) if stamps else None
 
     # -- public sans-IO interface ------------------------------------------------------
 
@@ -157,6 +175,35 @@ class DtlsSession:
         entry = self.conn.cache_entry
         if entry is not None and entry.device_id is None and self.info.device_id is not None:
             entry.device_id = self.info.device_id  # for later resumptions of this session
+        if self._hold is not None:
+            return self._held(events, direction, produced)
+        return events
+
+    def _held(
+        self, events: list[Event], direction: Direction, produced: Sequence[object]
+    ) -> list[Event]:
+        """Hold the handshake's events until the device's first application record has been
+        read (a Hello names the device), so that every handshake record carries the device
+        ID whenever anything revealed it; bounded by ``MAX_HELD_EVENTS``."""
+        hold = self._hold
+        assert hold is not None
+        hold += events
+        device_spoke = direction is Direction.DEVICE_TO_CLOUD and any(
+            isinstance(p, ApplicationData) for p in produced
+        )
+        if device_spoke or len(hold) > MAX_HELD_EVENTS:
+            return self._release_hold([])
+        return []
+
+    def _release_hold(self, more: list[Event]) -> list[Event]:
+        events = self._hold or []
+        self._hold = None
+        events += more
+        device_id = self.info.device_id
+        if device_id is not None:
+            for event in events:
+                if isinstance(event, HandshakeBlob | MessageEvent) and event.device_id is None:
+                    event.device_id = device_id
         return events
 
     def end(self, ts: float) -> list[Event]:
@@ -178,6 +225,8 @@ class DtlsSession:
                     self.info.key_source or "",
                 )
             )
+        if self._hold is not None:
+            events = self._release_hold(events)
         return events
 
     def trial(self, direction: Direction, record: DtlsRecord) -> bool:

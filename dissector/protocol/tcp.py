@@ -142,6 +142,8 @@ class TcpConnection:
             self._keys_settled = True
         #: No SYN seen: the first bytes wait here until the start is judged.
         self._probe = StartProbe(_START_LAYOUTS) if handshake_expected is None else None
+        #: Events of the handshake, held until the device ID can be known (see _held).
+        self._hold: list[Event] | None = [] if with_handshake else None
 
     # -- public sans-IO interface ------------------------------------------------------
 
@@ -154,6 +156,10 @@ class TcpConnection:
         """Timestamp of the oldest message not yet emitted (waiting for keys or framing)."""
         if self._probe is not None:
             return self._probe.since
+        if self._hold:
+            stamps = [t for t in (getattr(e, "ts", None) for e in self._hold) if t is not None]
+            if stamps:
+                return min(stamps)
         d2c = self._sides[D2C]
         c2d = self._sides[C2D]
         if not d2c.held and not c2d.held and d2c.stream.synced and c2d.stream.synced:
@@ -182,9 +188,10 @@ class TcpConnection:
             return self._judge_start(final=False)
         side = self._sides[direction]
         units, notes = side.stream.feed(data, ts)
-        if notes:
-            return self._handle(direction, units, notes, ts)
-        events: list[Event] = []
+        if notes or self._hold is not None:
+            events = self._handle(direction, units, notes, ts)
+            return events if self._hold is None else self._held(events)
+        events = []
         for unit in units:
             if unit.kind != "frame":
                 events += self._handle(direction, [unit], notes, ts)
@@ -214,6 +221,8 @@ class TcpConnection:
         self.tracker.skip(direction)
         units, notes = side.stream.gap(nbytes, ts)
         events += self._handle(direction, units, notes, ts)
+        if self._hold is not None:
+            events = self._held(events)
         if not side.stream.synced and not side.stream.in_handshake:
             # Whole frames were lost: the next frame's IV (the first block of the frame
             # before it) is unknown, as at a mid-session start.
@@ -252,6 +261,32 @@ class TcpConnection:
         events += self._judge_handshake(ts)
         if self.info.outcome == "open":
             self.info.outcome = "established" if self._creds else "closed"
+        if self._hold is not None:
+            events = self._release_hold(events)
+        return events
+
+    # -- the handshake's records wait for the device ID ----------------------------------
+
+    def _held(self, events: list[Event]) -> list[Event]:
+        """Keep the handshake's events until the device has spoken (its identity, the
+        device key that opens the session key, or its Hello may reveal the device ID), so
+        that every handshake record carries the ID whenever any key revealed it."""
+        hold = self._hold
+        assert hold is not None
+        hold += events
+        if self._sides[D2C].frames or len(hold) > MAX_HELD:
+            return self._release_hold([])
+        return []
+
+    def _release_hold(self, more: list[Event]) -> list[Event]:
+        events = self._hold or []
+        self._hold = None
+        events += more
+        device_id = self.info.device_id
+        if device_id is not None:
+            for event in events:
+                if isinstance(event, HandshakeBlob | MessageEvent) and event.device_id is None:
+                    event.device_id = device_id
         return events
 
     # -- start of a SYN-less connection -------------------------------------------------
@@ -279,6 +314,7 @@ class TcpConnection:
         for direction, side in self._sides.items():
             side.stream = FrameStream(blobs.get(direction, []), synced=True)
         self._mid_session = False
+        self._hold = []
         info = self.info
         info.handshake_seen = True
         info.outcome = "open"

@@ -77,7 +77,8 @@ class DtlsDecoder:
     ``keyring`` is used by this decoder only; ``ports`` are the cloud's UDP ports."""
 
     def __init__(self, keyring: KeyRing, ports: Iterable[int] = DEFAULT_UDP_PORTS) -> None:
-        self.tracker = DtlsFlowTracker(keyring, ports)
+        # Events belong to the datagram that produced them: nothing is held back.
+        self.tracker = DtlsFlowTracker(keyring, ports, hold_handshake=False)
         self._flows: dict[FlowKey, DtlsSession] = {}
         self._reasm: dict[tuple[str, Direction], HandshakeReassembler] = {}
 
