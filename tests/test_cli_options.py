@@ -201,6 +201,15 @@ def test_fail_on_exit_status(keys: list[str], fail_on: str | None, status: int) 
     assert "Traceback" not in result.stderr
 
 
+def test_fail_on_counts_findings_the_filters_hide() -> None:
+    """--device chooses what is shown; --fail-on judges the whole capture."""
+    args = ["--device-key", DEVICE_KEY, "--device", "0" * 24, "--format", "ndjson"]
+    result = invoke(SPARK_PCAP, *args, "--fail-on", "warning")
+    shown = ndjson(result.stdout)
+    assert not [r for r in shown if r["record"] == "finding" and r["severity"] == "warning"]
+    assert result.exit_code == 1
+
+
 def test_fail_on_through_the_installed_entry_point() -> None:
     proc = run_entry_point(
         [

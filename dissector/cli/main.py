@@ -154,14 +154,16 @@ def dissect(
                         keylog_writer.write_nss(event.label, event.lookup, event.secret)
                 continue
             rec = to_record(event)
-            if rec is None or (keep is not None and not keep(rec)):
+            if rec is None:
                 continue
             if (
                 threshold is not None
                 and rec["record"] == "finding"
                 and Severity(rec["severity"]).rank >= threshold
             ):
-                tripped = True
+                tripped = True  # any finding of the capture, whatever the filters show
+            if keep is not None and not keep(rec):
+                continue
             if verbose and rec["record"] in ("message", "handshake"):
                 writer.write_text(_verbose_block(rec, event))
                 continue
