@@ -52,10 +52,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from dissector.coap.message import CoapMessage
+from dissector.coap.options import CONTENT_FORMAT
 from dissector.model import Direction, Finding, Severity
 from dissector.particle.decode import decode_payload
 from dissector.particle.kinds import classify, response_kind
-from dissector.particle.payloads import variable_types_from_describe
+from dissector.particle.payloads import decode_describe, variable_types_from_describe
 
 #: RFC 7252 EXCHANGE_LIFETIME: a CON with the same ID inside it is a retransmission.
 EXCHANGE_LIFETIME: Final = 247.0
@@ -157,6 +158,21 @@ class _Pending:
         return ref
 
 
+#: Kinds whose bodies may come block-wise (a large describe, spec §4.2).
+_BLOCKWISE: Final = frozenset({"DeviceDescribe", "DescribeReturn"})
+#: Largest block-wise body reassembled (bytes).
+MAX_BODY: Final = 1 << 16
+
+
+@dataclass(slots=True)
+class _Body:
+    """A block-wise body being reassembled."""
+
+    content_format: bytes | None
+    data: bytearray = field(default_factory=bytearray)
+    blocks: int = 0
+
+
 class ExchangeTracker:
     """Stateful per-session tracker; feed every CoAP message of a session in capture order.
 
@@ -187,6 +203,8 @@ class ExchangeTracker:
         self._last_device_mid: int | None = None
         self._check_mids = transport == "tcp"
         self._expired_at = float("-inf")
+        #: Block-wise bodies being reassembled: (direction, kind) -> _Body.
+        self._bodies: dict[tuple[Direction, str], _Body] = {}
 
     @property
     def pending_count(self) -> int:
@@ -227,7 +245,9 @@ class ExchangeTracker:
                 obs.retransmission = True
                 obs.kind = first[1]
                 obs.request = first[2]
-                obs.decoded = self._decode(obs.kind, msg, None, direction, ts, findings)
+                obs.decoded = self._decode(
+                    obs.kind, msg, None, direction, ts, findings, blockwise=False
+                )
                 return obs
 
         code = msg.code
@@ -383,6 +403,8 @@ class ExchangeTracker:
         direction: Direction,
         ts: float,
         findings: list[Finding],
+        *,
+        blockwise: bool = True,
     ) -> dict[str, Any] | None:
         vtype: int | None = None
         flags: int | None = None
@@ -396,6 +418,8 @@ class ExchangeTracker:
             decoded = decode_payload(kind, msg)
         if decoded is None:
             return None
+        if blockwise and "block" in decoded and kind in _BLOCKWISE:
+            decoded = self._blockwise(kind, msg, decoded, direction, ts, findings)
         if kind not in _DECODE_CHECKS and "error" not in decoded:
             return decoded
         if pending is not None and kind in ("VariableValue", "FunctionReturn"):
@@ -432,6 +456,52 @@ class ExchangeTracker:
                 )
             )
         return decoded
+
+    def _blockwise(
+        self,
+        kind: str,
+        msg: CoapMessage,
+        decoded: dict[str, Any],
+        direction: Direction,
+        ts: float,
+        findings: list[Finding],
+    ) -> dict[str, Any]:
+        """Join a describe sent block-wise (Block1 from the device, Block2 in answers,
+        RFC 7959) and decode the whole body with its last block."""
+        block = decoded["block"]
+        num, more, size = block["num"], block["m"], block["size"]
+        key = (direction, kind)
+        body = self._bodies.get(key)
+        if num == 0:
+            body = self._bodies[key] = _Body(msg.first_option(CONTENT_FORMAT))
+        if body is None or len(body.data) != num * size:
+            self._bodies.pop(key, None)
+            if num:  # a lone later block: its start was not seen (or a block was lost)
+                decoded["reassembly"] = "earlier blocks not seen: body not reassembled"
+            return decoded
+        body.data += msg.payload
+        body.blocks += 1
+        if len(body.data) > MAX_BODY:
+            del self._bodies[key]
+            findings.append(
+                self._finding(
+                    Severity.WARNING,
+                    "coap.block.too_large",
+                    f"block-wise {kind} body exceeds {MAX_BODY} bytes: not reassembled",
+                    ts,
+                    direction,
+                    {"kind": kind, "length": len(body.data)},
+                )
+            )
+            return decoded
+        if more:
+            return decoded
+        del self._bodies[key]
+        cf = int.from_bytes(body.content_format, "big") if body.content_format else None
+        whole = decode_describe(bytes(body.data), cf, decoded.get("flags"))
+        whole["block"] = block
+        whole["reassembled"] = {"blocks": body.blocks, "length": len(body.data)}
+        return whole
 
     def _finding(
         self,
