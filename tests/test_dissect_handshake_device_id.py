@@ -55,3 +55,30 @@ def test_dtls_handshake_records_carry_the_id_the_hello_revealed(name: str) -> No
     assert blobs and {b["device_id"] for b in blobs} == {device_id}
     stamps = [r["ts"] for r in records if r["record"] in ("handshake", "message")]
     assert stamps == sorted(stamps)
+
+
+def test_x509_client_certificate_gives_the_device_key_fingerprint() -> None:
+    """Peers with X.509 client certificates (OpenSSL) instead of raw public keys still get
+    their key fingerprint and certificate check."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from dissector.keys import KeyRing
+
+    name = "openssl_ecdhe_ecdsa_aes128_ccm8"
+    records = dissect([DTLS / f"{name}.pcap"], ring_with(DTLS / f"{name}.keylog", role="keylog"))
+    cert_record = next(
+        r
+        for r in records
+        if r["record"] == "handshake"
+        and r["step"] == "Certificate"
+        and r["direction"] == "device->cloud"
+    )
+    body = bytes.fromhex(cert_record["data"])[12:]
+    first_len = int.from_bytes(body[3:6], "big")
+    cert = x509.load_der_x509_certificate(body[6 : 6 + first_len])
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    (session,) = [r for r in records if r["record"] == "session"]
+    assert session["device_key_fingerprint"] == KeyRing.fingerprint(spki)
+    checks = {c["check"]: c["status"] for c in session["handshake"]}
+    assert checks["device_certificate"] == "passed"

@@ -913,9 +913,21 @@ class DtlsConnection:
                         d,
                     )
                 )
-        elif (
-            isinstance(msg, Certificate)
-            and d is self._client_dir
-            and msg.raw_public_key is not None
-        ):
-            self.device_public_key = msg.raw_public_key
+        elif isinstance(msg, Certificate) and d is self._client_dir:
+            if msg.raw_public_key is not None:
+                self.device_public_key = msg.raw_public_key
+            elif msg.certificates:
+                self.device_public_key = _certificate_public_key(msg.certificates[0])
+
+
+def _certificate_public_key(der: bytes) -> bytes | None:
+    """The SubjectPublicKeyInfo (DER) of an X.509 certificate (peers other than Particle
+    devices authenticate with certificates instead of raw public keys); None if unparsable."""
+    from cryptography import x509  # only here: x509 costs ~30 ms to import
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    try:
+        key = x509.load_der_x509_certificate(der).public_key()
+        return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, TypeError):
+        return None
