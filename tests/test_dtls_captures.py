@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from scapy.layers.inet import UDP
 from scapy.utils import PcapReader
 
@@ -283,7 +284,16 @@ def test_openssl_x509_certificates_are_kept_as_der() -> None:
     assert [len(c.certificates) for c in certs] == [1, 1]
     names = [x509.load_der_x509_certificate(c.certificates[0]).subject for c in certs]
     assert any("cloud.test.local" in n.rfc4514_string() for n in names)
-    assert conn.device_public_key is None
+    # The client's (device's) certificate key stands in for a raw public key.
+    client_cert = next(
+        x509.load_der_x509_certificate(c.certificates[0])
+        for c in certs
+        if "cloud.test.local"
+        not in x509.load_der_x509_certificate(c.certificates[0]).subject.rfc4514_string()
+    )
+    assert conn.device_public_key == client_cert.public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _resequenced(data: bytes, delta: int) -> bytes:

@@ -125,8 +125,10 @@ def check_handshake(rec: dict[str, Any], layer: Packet, event: HandshakeBlob) ->
         if "error" not in info:
             check_body(step, whole.payload or Raw(b""), info)
         if "device_public_key_fingerprint" in info:
-            key = bytes(whole.payload.raw_public_key)
-            assert KeyRing.fingerprint(key) == info["device_public_key_fingerprint"]
+            assert (
+                KeyRing.fingerprint(_device_key(whole.payload))
+                == (info["device_public_key_fingerprint"])
+            )
     elif isinstance(layer, DtlsChangeCipherSpec):
         assert step == "ChangeCipherSpec"
     elif isinstance(layer, DtlsAlert):
@@ -143,6 +145,19 @@ def check_handshake(rec: dict[str, Any], layer: Packet, event: HandshakeBlob) ->
         else:
             body = view.payload if isinstance(view, DtlsHandshake) else view
             check_body(step, body, info)
+
+
+def _device_key(cert: Packet) -> bytes:
+    """The key a Certificate layer carries: the raw public key, or the first X.509
+    certificate's SubjectPublicKeyInfo."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    if cert.raw_public_key is not None:
+        return bytes(cert.raw_public_key)
+    der = bytes(cert.certificates[0].certificate)
+    key = x509.load_der_x509_certificate(der).public_key()
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def assert_agree(records: list[dict[str, Any]], pkts: list[Packet]) -> int:
