@@ -5,8 +5,9 @@
 :class:`Dissector` owns the per-capture state (reassembler, connections, key ring) and
 nothing global: two captures decoded in one process with different key rings never
 see each other's keys. It yields events in capture order: a message at the packet that
-completes its frame, ties in stream order. Connections that hold messages back (while
-they look for a session key or a frame boundary) delay the output just enough to keep
+completes its frame, ties in stream order. Connections and DTLS sessions that hold
+events back (while they look for a session key, a frame boundary, where a SYN-less
+stream starts, or the device ID of a handshake) delay the output just enough to keep
 that order.
 """
 

@@ -13,6 +13,12 @@ Which key does what (the cryptographic truth the findings keep visible):
 * device private key → unwraps the session key, hence every frame in both directions;
 * a session key log entry (``PARTICLE_TCP nonce creds``) → decrypts the frames without
   any RSA key, also for captures that start mid-session (found by trial decryption).
+
+A connection whose SYN was not seen is judged by its first bytes
+(:mod:`dissector.protocol.start_probe`): handshake or mid-session. The handshake's
+events wait until the device has sent its first frame, so that every handshake record
+carries the device ID whichever key revealed it (:attr:`TcpConnection.holding_since`
+tells the caller how far back the held events go).
 """
 
 from __future__ import annotations
