@@ -30,6 +30,7 @@ from dissector.capture.tcp_reassembly import (
 )
 from dissector.keys import KeyRing
 from dissector.model import Direction, Finding, Severity
+from dissector.protocol.dtls import DtlsSession
 from dissector.protocol.events import Event, FindingEvent, SessionKeys
 from dissector.protocol.session import SessionInfo
 from dissector.protocol.tcp import TcpConnection
@@ -90,7 +91,14 @@ class Dissector:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self._tracked: dict[int, _Tracked] = {}
-        self._holding: set[int] = set()
+        #: Connections holding events back -> the timestamp their oldest one has, and the
+        #: same as a lazy min-heap (stale entries are dropped when they reach the top), so
+        #: that the output watermark costs O(log n) per packet, not a scan of them all.
+        self._holding: dict[int, float] = {}
+        self._holding_heap: list[tuple[float, int]] = []
+        #: The same for DTLS sessions (kept up to date by their ``on_hold_change``).
+        self._dtls_holding: dict[str, float] = {}
+        self._dtls_heap: list[tuple[float, str]] = []
         self._out: list[tuple[float, int, PipelineEvent]] = []
         self._seq = 0
         self._session_no = 0
@@ -172,6 +180,9 @@ class Dissector:
         events += [FindingEvent(f) for f in self.dtls.stray_summary(ts)]
         events += self._suppressed(None, ts)
         self._holding.clear()
+        self._holding_heap.clear()
+        self._dtls_holding.clear()
+        self._dtls_heap.clear()
         yield from self._emit(events, ts)
         yield from self._flush(None)
 
@@ -181,8 +192,24 @@ class Dissector:
         events, new = self.dtls.feed(dgram)
         if new is None:
             return list(events)
+        new.on_hold_change = self._dtls_hold_changed
+        self._dtls_hold_changed(new)
         self.sessions.append(new.info)
         return [SessionStarted(new.info, dgram.ts), *events]
+
+    def _dtls_hold_changed(self, session: DtlsSession) -> None:
+        since = session.holding_since
+        key = session.session_id
+        if since is None:
+            self._dtls_holding.pop(key, None)
+            return
+        holding = self._dtls_holding
+        heap = self._dtls_heap
+        holding[key] = since
+        heapq.heappush(heap, (since, key))
+        if len(heap) > 2 * len(holding) + 64:
+            heap[:] = [(t, k) for k, t in holding.items()]
+            heapq.heapify(heap)
 
     def _on_stream_event(
         self, sev: ConnectionOpened | StreamData | StreamGap | ConnectionClosed
@@ -264,11 +291,24 @@ class Dissector:
             out = cast("list[PipelineEvent]", session.receive_data(direction, sev.data, sev.ts))
         else:
             out = cast("list[PipelineEvent]", session.receive_gap(direction, sev.nbytes, sev.ts))
-        if session.holding_since is not None:
-            self._holding.add(tracked.conn.id)
+        since = session.holding_since
+        if since is not None:
+            conn_id = tracked.conn.id
+            if self._holding.get(conn_id) != since:
+                self._hold_from(conn_id, since)
         elif self._holding:
-            self._holding.discard(tracked.conn.id)
+            self._holding.pop(tracked.conn.id, None)
         return out
+
+    def _hold_from(self, conn_id: int, since: float) -> None:
+        holding = self._holding
+        heap = self._holding_heap
+        holding[conn_id] = since
+        heapq.heappush(heap, (since, conn_id))
+        if len(heap) > 2 * len(holding) + 64:
+            # Too many stale entries behind a long hold: rebuild from the live ones.
+            heap[:] = [(t, c) for c, t in holding.items()]
+            heapq.heapify(heap)
 
     def _maybe_end(self, tracked: _Tracked, sev: ConnectionClosed) -> list[PipelineEvent]:
         session = tracked.session
@@ -286,7 +326,7 @@ class Dissector:
 
     def _end(self, conn_id: int, ts: float) -> list[PipelineEvent]:
         tracked = self._tracked.pop(conn_id, None)
-        self._holding.discard(conn_id)
+        self._holding.pop(conn_id, None)
         if tracked is None or tracked.session is None:
             return []
         session = tracked.session
@@ -400,15 +440,18 @@ class Dissector:
             self._seq += 1
             heapq.heappush(self._out, (_event_ts(event, now), self._seq, event))
         watermark: float | None = None
-        for conn_id in self._holding:
-            tracked = self._tracked.get(conn_id)
-            since = tracked.session.holding_since if tracked and tracked.session else None
-            if since is not None and (watermark is None or since < watermark):
-                watermark = since
-        for session in self.dtls.holding.values():
-            since = session.holding_since
-            if since is not None and (watermark is None or since < watermark):
-                watermark = since
+        heap = self._holding_heap
+        holding = self._holding
+        while heap and holding.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        if heap:
+            watermark = heap[0][0]
+        dtls_heap = self._dtls_heap
+        dtls_holding = self._dtls_holding
+        while dtls_heap and dtls_holding.get(dtls_heap[0][1]) != dtls_heap[0][0]:
+            heapq.heappop(dtls_heap)
+        if dtls_heap and (watermark is None or dtls_heap[0][0] < watermark):
+            watermark = dtls_heap[0][0]
         yield from self._flush(watermark)
 
     def _flush(self, watermark: float | None) -> Iterator[PipelineEvent]:

@@ -204,7 +204,7 @@ class ExchangeTracker:
         self._check_mids = transport == "tcp"
         self._expired_at = float("-inf")
         #: Block-wise bodies being reassembled: (direction, kind) -> _Body.
-        self._bodies: dict[tuple[Direction, str], _Body] = {}
+        self._bodies: dict[tuple[Direction, str, Any], _Body] = {}
 
     @property
     def pending_count(self) -> int:
@@ -470,11 +470,23 @@ class ExchangeTracker:
         RFC 7959) and decode the whole body with its last block."""
         block = decoded["block"]
         num, more, size = block["num"], block["m"], block["size"]
-        key = (direction, kind)
+        # Per describe flags too: answers to two describe requests may interleave.
+        key = (direction, kind, decoded.get("flags"))
         body = self._bodies.get(key)
         if num == 0:
             body = self._bodies[key] = _Body(msg.first_option(CONTENT_FORMAT))
-        if body is None or len(body.data) != num * size:
+        start = num * size
+        if (
+            body is not None
+            and num
+            and start + len(msg.payload) <= len(body.data)
+            and body.data[start : start + len(msg.payload)] == msg.payload
+        ):
+            # A block sent again (the cloud asked for it twice, a retransmission with a
+            # new message ID): already joined, keep going.
+            decoded["reassembly"] = "block already received: not joined twice"
+            return decoded
+        if body is None or len(body.data) != start:
             self._bodies.pop(key, None)
             if num:  # a lone later block: its start was not seen (or a block was lost)
                 decoded["reassembly"] = "earlier blocks not seen: body not reassembled"

@@ -15,7 +15,7 @@ connections that show no handshake at all.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -116,14 +116,15 @@ class DtlsSession:
         #: Hello, whose device ID the handshake records then carry too); see _held.
         new_session = persisted is None and resumed_from is None
         self._hold: list[Event] | None = [] if hold_handshake and new_session else None
+        self._hold_since: float | None = None
+        #: Called with this session whenever :attr:`holding_since` changes (the pipeline
+        #: keeps its output watermark without scanning every session at each packet).
+        self.on_hold_change: Callable[[DtlsSession], None] | None = None
 
     @property
     def holding_since(self) -> float | None:
         """Timestamp of the oldest event held back, if any."""
-        if not self._hold:
-            return None
-        stamps = [t for t in (getattr(e, "ts", None) for e in self._hold) if t is not None]
-        return min(stamps) if stamps else None
+        return self._hold_since
 
     # -- public sans-IO interface ------------------------------------------------------
 
@@ -193,11 +194,22 @@ class DtlsSession:
         )
         if device_spoke or len(hold) > MAX_HELD_EVENTS:
             return self._release_hold([])
+        stamps = [t for t in (getattr(e, "ts", None) for e in events) if t is not None]
+        if stamps:
+            oldest = min(stamps)
+            if self._hold_since is None or oldest < self._hold_since:
+                self._hold_since = oldest
+                if self.on_hold_change is not None:
+                    self.on_hold_change(self)
         return []
 
     def _release_hold(self, more: list[Event]) -> list[Event]:
         events = self._hold or []
         self._hold = None
+        if self._hold_since is not None:
+            self._hold_since = None
+            if self.on_hold_change is not None:
+                self.on_hold_change(self)
         events += more
         device_id = self.info.device_id
         if device_id is not None:

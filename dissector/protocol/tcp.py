@@ -307,7 +307,10 @@ class TcpConnection:
         self._probe = None
         events: list[Event] = []
         if layout.handshake:
-            events.append(self._enter_handshake(layout.blobs, probe.feeds[0].ts))
+            note = self._enter_handshake(layout.blobs, probe.feeds[0].ts)
+            # Held with the handshake's records, so that it comes out before them.
+            assert self._hold is not None
+            self._hold.append(note)
         for feed in probe.feeds:
             if feed.data is None:
                 events += self.receive_gap(feed.direction, feed.nbytes, feed.ts)

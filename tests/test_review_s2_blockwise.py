@@ -1,0 +1,86 @@
+"""Review: block-wise describes survive blocks sent twice and interleaved transfers."""
+
+from __future__ import annotations
+
+import json
+
+from dissector.coap import CoapMessage, CoapOption, decode, encode
+from dissector.coap.options import BLOCK1, BLOCK2, URI_PATH, URI_QUERY
+from dissector.model import Direction
+from dissector.particle import ExchangeTracker
+
+D2C = Direction.DEVICE_TO_CLOUD
+C2D = Direction.CLOUD_TO_DEVICE
+CON, ACK = 0, 2
+GET, POST, CONTENT = 0x01, 0x02, 0x45
+
+SYSTEM = json.dumps({"p": 6, "m": [{"s": 16384, "l": "m", "vc": 30, "vv": 30}] * 6}).encode()
+APP = json.dumps({"f": ["led", "reset"], "v": {"temperature": 9, "label": 4}}).encode()
+
+
+def block(num: int, more: bool, szx: int) -> bytes:
+    value = num << 4 | (8 if more else 0) | szx
+    return value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
+
+
+def msg(
+    mtype: int, code: int, mid: int, token: bytes, options: list[CoapOption], payload: bytes = b""
+) -> CoapMessage:
+    return decode(encode(CoapMessage(1, mtype, code, mid, token, options, payload)))
+
+
+def chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_a_block1_sent_again_with_a_new_message_id_is_not_joined_twice() -> None:
+    """The device gave up on block 1's ACK and sent it again as a new message."""
+    tr = ExchangeTracker("udp")
+    pieces = chunks(APP, 16)  # szx 0
+    assert len(pieces) >= 3
+    mid = 100
+    last = None
+    for i, piece in enumerate(pieces):
+        more = i < len(pieces) - 1
+        options = [
+            CoapOption(URI_PATH, b"d"),
+            CoapOption(URI_QUERY, b"\x02"),
+            CoapOption(BLOCK1, block(i, more, 0)),
+        ]
+        sends = 2 if i == 1 else 1
+        for _ in range(sends):
+            mid += 1
+            last = tr.observe(msg(CON, POST, mid, b"", options, piece), D2C, float(mid))
+            tr.observe(msg(ACK, 0, mid, b"", []), C2D, mid + 0.5)
+    assert last is not None and last.decoded is not None
+    assert last.decoded["json"] == json.loads(APP)
+    assert last.decoded["reassembled"] == {"blocks": len(pieces), "length": len(APP)}
+
+
+def test_interleaved_block2_describes_of_different_flags_both_reassemble() -> None:
+    """The cloud asks for the system and the application describe at once."""
+    tr = ExchangeTracker("udp")
+    sys_pieces = chunks(SYSTEM, 32)  # szx 1
+    app_pieces = chunks(APP, 32)
+    assert len(sys_pieces) >= 2 and len(app_pieces) >= 2
+    mid = 500
+    finals: dict[bytes, dict] = {}
+    for i in range(max(len(sys_pieces), len(app_pieces))):
+        for flags, pieces in ((b"\x01", sys_pieces), (b"\x02", app_pieces)):
+            if i >= len(pieces):
+                continue
+            mid += 1
+            token = bytes([mid & 0xFF])
+            request = [CoapOption(URI_PATH, b"d"), CoapOption(URI_QUERY, flags)]
+            if i:
+                request.append(CoapOption(BLOCK2, block(i, False, 1)))
+            tr.observe(msg(CON, GET, mid, token, request), C2D, float(mid))
+            more = i < len(pieces) - 1
+            answer = [CoapOption(BLOCK2, block(i, more, 1))]
+            obs = tr.observe(msg(ACK, CONTENT, mid, token, answer, pieces[i]), D2C, mid + 0.1)
+            assert obs.kind == "DescribeReturn"
+            if not more:
+                assert obs.decoded is not None
+                finals[flags] = obs.decoded
+    assert finals[b"\x01"]["json"] == json.loads(SYSTEM)
+    assert finals[b"\x02"]["json"] == json.loads(APP)
