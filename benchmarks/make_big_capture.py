@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -192,16 +193,23 @@ def build(out_dir: Path, messages: int, seed: int = 1, *, checksum: bool = False
     return info
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def command_line(
+    build_fn: Callable[..., Any], doc: str, checksum_help: str, argv: list[str] | None
+) -> int:
+    """The builders' shared command line: ``--messages N --out DIR --seed S --checksum``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000, help="CoAP messages (≈)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--checksum", action="store_true", help="compute TCP/IP checksums")
+    parser.add_argument("--checksum", action="store_true", help=checksum_help)
     args = parser.parse_args(argv)
-    info = build(args.out, args.messages, args.seed, checksum=args.checksum)
+    info = build_fn(args.out, args.messages, args.seed, checksum=args.checksum)
     print(json.dumps(asdict(info), indent=1))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_line(build, __doc__ or "", "compute TCP/IP checksums", argv)
 
 
 if __name__ == "__main__":

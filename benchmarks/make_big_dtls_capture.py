@@ -22,7 +22,6 @@ from the seed: the output is byte-identical for a seed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -211,15 +210,9 @@ def build(out_dir: Path, messages: int, seed: int = 1, *, checksum: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=200_000, help="CoAP messages (≈)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--checksum", action="store_true", help="compute UDP checksums")
-    args = parser.parse_args(argv)
-    info = build(args.out, args.messages, args.seed, checksum=args.checksum)
-    print(json.dumps(asdict(info), indent=1))
-    return 0
+    from make_big_capture import command_line
+
+    return command_line(build, __doc__ or "", "compute UDP checksums", argv)
 
 
 if __name__ == "__main__":

@@ -4,33 +4,24 @@ from __future__ import annotations
 
 import json
 
-from dissector.coap import CoapMessage, CoapOption, decode, encode
+from dissector.coap import CoapOption
 from dissector.coap.options import BLOCK1, BLOCK2, URI_PATH, URI_QUERY
-from dissector.model import Direction
 from dissector.particle import ExchangeTracker
-
-D2C = Direction.DEVICE_TO_CLOUD
-C2D = Direction.CLOUD_TO_DEVICE
-CON, ACK = 0, 2
-GET, POST, CONTENT = 0x01, 0x02, 0x45
+from tests.test_particle_tracker_blockwise import (
+    ACK,
+    C2D,
+    CON,
+    CONTENT,
+    D2C,
+    GET,
+    POST,
+    block,
+    chunks,
+    msg,
+)
 
 SYSTEM = json.dumps({"p": 6, "m": [{"s": 16384, "l": "m", "vc": 30, "vv": 30}] * 6}).encode()
 APP = json.dumps({"f": ["led", "reset"], "v": {"temperature": 9, "label": 4}}).encode()
-
-
-def block(num: int, more: bool, szx: int) -> bytes:
-    value = num << 4 | (8 if more else 0) | szx
-    return value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
-
-
-def msg(
-    mtype: int, code: int, mid: int, token: bytes, options: list[CoapOption], payload: bytes = b""
-) -> CoapMessage:
-    return decode(encode(CoapMessage(1, mtype, code, mid, token, options, payload)))
-
-
-def chunks(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def test_a_block1_sent_again_with_a_new_message_id_is_not_joined_twice() -> None:
