@@ -104,8 +104,9 @@ def test_lone_surrogates_are_written_as_json_escapes() -> None:
     assert "\\ud800" in line
     assert json.loads(line) == rec
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
-    NdjsonWriter(out).write(rec)
-    out.flush()
+    writer = NdjsonWriter(out)
+    writer.write(rec)
+    writer.close()
     assert json.loads(out.buffer.getvalue()) == rec  # type: ignore[attr-defined]
 
 
@@ -127,3 +128,34 @@ def test_writer_writes_one_line_per_record() -> None:
     writer.close()
     assert out.getvalue() == "".join(reference(r) for r in recs)
     assert [json.loads(line) for line in out.getvalue().splitlines()] == recs
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_lines_are_gathered_in_order_and_all_written_at_close() -> None:
+    """Off a terminal, lines go out in batches; text in between keeps its place, and
+    close() writes what is left: nothing lost, nothing reordered."""
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    writer = NdjsonWriter(out)
+    recs = [{"record": "message", "ts": float(i), "pad": "x" * 300} for i in range(600)]
+    for rec in recs[:300]:
+        writer.write(rec)
+    writer.write_text("-- a verbose block --\n")
+    for rec in recs[300:]:
+        writer.write(rec)
+    written_before_close = len(out.buffer.getvalue())  # type: ignore[attr-defined]
+    assert 0 < written_before_close < sum(len(reference(r)) for r in recs)  # batched
+    writer.close()
+    lines = out.buffer.getvalue().decode().splitlines()  # type: ignore[attr-defined]
+    assert lines[300] == "-- a verbose block --"
+    assert [json.loads(x) for x in lines[:300] + lines[301:]] == recs
+
+
+def test_on_a_terminal_each_line_is_written_at_once() -> None:
+    out = _Tty()
+    writer = NdjsonWriter(out)
+    writer.write({"record": "finding", "n": 1})
+    assert out.getvalue() == '{"record":"finding","n":1}\n'

@@ -75,3 +75,27 @@ def test_interleaved_block2_describes_of_different_flags_both_reassemble() -> No
                 finals[flags] = obs.decoded
     assert finals[b"\x01"]["json"] == json.loads(SYSTEM)
     assert finals[b"\x02"]["json"] == json.loads(APP)
+
+
+def test_the_last_block_sent_again_after_completion_is_not_a_lone_block() -> None:
+    """The ACK of the last block was lost: the device sends it again as a new message.
+    The describe stays decoded once; the repeat says it repeats, not that blocks were lost."""
+    tr = ExchangeTracker("udp")
+    pieces = chunks(APP, 16)
+    observations = []
+    for i, piece in enumerate([*pieces, pieces[-1]]):
+        num = min(i, len(pieces) - 1)
+        options = [
+            CoapOption(URI_PATH, b"d"),
+            CoapOption(BLOCK1, block(num, num < len(pieces) - 1, 0)),
+        ]
+        observations.append(tr.observe(msg(CON, POST, 200 + i, b"", options, piece), D2C, float(i)))
+    whole, repeat = observations[-2].decoded, observations[-1].decoded
+    assert whole is not None and whole["json"] == json.loads(APP)
+    assert repeat is not None and "json" not in repeat
+    assert repeat["reassembly"] == "block of a completed body sent again: not joined"
+    # A different block at that position is still a lone block.
+    options = [CoapOption(URI_PATH, b"d"), CoapOption(BLOCK1, block(1, True, 0))]
+    other = tr.observe(msg(CON, POST, 300, b"", options, b"x" * 16), D2C, 99.0)
+    assert other.decoded is not None
+    assert "earlier blocks not seen" in other.decoded["reassembly"]

@@ -7,6 +7,7 @@ a one-line error for an unreadable capture or key file, or bad usage; 1 with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any, ClassVar, TextIO
@@ -180,6 +181,9 @@ def dissect(
     except OSError as exc:
         fail(os_error(exc))
     finally:
+        # Lines gathered before a fatal error are still written (they were decoded).
+        with contextlib.suppress(OSError, ValueError):
+            writer.flush()
         if keylog_writer is not None:
             keylog_writer.close()
         if output:

@@ -44,7 +44,7 @@ class LiveNdjsonWriter(NdjsonWriter):
 
     def write(self, rec: dict[str, Any]) -> None:
         super().write(rec)
-        self.out.flush()
+        self.flush()
 
 
 class LiveTableWriter:

@@ -134,6 +134,10 @@ class Writer:
         """Write other text (e.g. ``--verbose`` trees) in order with the records."""
         self.out.write(text)
 
+    def flush(self) -> None:
+        """Write out what has been written so far (collecting writers print at close)."""
+        self.out.flush()
+
 
 def _odd_float(obj: Any) -> bool:
     """True when a float inside ``obj`` (dicts, lists and tuples walked) is non-finite or
@@ -231,8 +235,12 @@ class NdjsonWriter(Writer):
 
     Lines go as bytes straight to the binary buffer under a text stream when there is
     one (no decode and re-encode per record); :meth:`write_text` keeps other text in
-    order with them.
+    order with them. Lines are gathered and written ``BATCH_BYTES`` at a time (one
+    system call per batch even where ``PYTHONUNBUFFERED`` is set); on a terminal each
+    line goes at once. :meth:`flush` and :meth:`close` write what is gathered.
     """
+
+    BATCH_BYTES = 1 << 16
 
     def __init__(self, out: TextIO, *, colour: bool = False) -> None:
         super().__init__(out, colour=colour)
@@ -242,15 +250,35 @@ class NdjsonWriter(Writer):
             self._write = raw.write
         else:
             self._write = lambda line: out.write(line.decode())
+        isatty = getattr(out, "isatty", None)
+        self._batch = 0 if isatty is not None and isatty() else self.BATCH_BYTES
+        self._lines: list[bytes] = []
+        self._pending = 0
 
     def write(self, rec: dict[str, Any]) -> None:
-        self._write(ndjson_bytes(rec))
+        line = ndjson_bytes(rec)
+        self._lines.append(line)
+        self._pending += len(line)
+        if self._pending >= self._batch:
+            self._drain()
 
     def write_text(self, text: str) -> None:
-        self._write(text.encode("utf-8", "backslashreplace"))
+        self._lines.append(text.encode("utf-8", "backslashreplace"))
+        self._drain()
+
+    def _drain(self) -> None:
+        lines = self._lines
+        if lines:
+            self._lines = []
+            self._pending = 0
+            self._write(lines[0] if len(lines) == 1 else b"".join(lines))
 
     def flush(self) -> None:
+        self._drain()
         self.out.flush()
+
+    def close(self) -> None:
+        self.flush()
 
 
 class JsonWriter(Writer):

@@ -205,6 +205,8 @@ class ExchangeTracker:
         self._expired_at = float("-inf")
         #: Block-wise bodies being reassembled: (direction, kind) -> _Body.
         self._bodies: dict[tuple[Direction, str, Any], _Body] = {}
+        # The last body completed per key: a block of it sent again is not a lone block.
+        self._completed: dict[tuple[Direction, str, Any], bytes] = {}
 
     @property
     def pending_count(self) -> int:
@@ -486,6 +488,13 @@ class ExchangeTracker:
             # new message ID): already joined, keep going.
             decoded["reassembly"] = "block already received: not joined twice"
             return decoded
+        if body is None and num:
+            done = self._completed.get(key)
+            if done is not None and done[start : start + len(msg.payload)] == msg.payload:
+                # A block of the describe just completed, sent again (a duplicate or a
+                # retransmission with a new message ID after the last block).
+                decoded["reassembly"] = "block of a completed body sent again: not joined"
+                return decoded
         if body is None or len(body.data) != start:
             self._bodies.pop(key, None)
             if num:  # a lone later block: its start was not seen (or a block was lost)
@@ -509,6 +518,7 @@ class ExchangeTracker:
         if more:
             return decoded
         del self._bodies[key]
+        self._completed[key] = bytes(body.data)
         cf = int.from_bytes(body.content_format, "big") if body.content_format else None
         whole = decode_describe(bytes(body.data), cf, decoded.get("flags"))
         whole["block"] = block
