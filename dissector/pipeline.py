@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import cast
 
 from dissector.capture.linklayer import LinkDecoder
@@ -25,6 +26,7 @@ from dissector.capture.tcp_reassembly import (
     ConnectionClosed,
     ConnectionOpened,
     StreamData,
+    StreamEvent,
     StreamGap,
     TcpReassembler,
 )
@@ -84,7 +86,7 @@ class Dissector:
         self.keyring = keyring
         self.tcp_ports = frozenset(tcp_ports)
         self.dtls = DtlsFlowTracker(keyring, udp_ports)
-        self.reassembler = TcpReassembler()
+        self.reassembler = TcpReassembler(on_hold=self._stream_hold_changed)
         self.link = LinkDecoder()
         self.sessions: list[SessionInfo] = []
         self.packets = 0
@@ -155,7 +157,11 @@ class Dissector:
         if unit.src_port not in ports and unit.dst_port not in ports:
             return None
         events: list[PipelineEvent] = []
-        for sev in self.reassembler.feed(unit):
+        sevs = self.reassembler.feed(unit)
+        if len(sevs) > 1 and any(a.ts > b.ts for a, b in pairwise(sevs)):
+            # Held SYN-less starts released together keep their own times: in time order.
+            sevs.sort(key=_stream_ts)
+        for sev in sevs:
             if sev.__class__ is StreamData:
                 # Fast path of _on_stream_event: data for a session whose roles are known.
                 tracked = self._tracked.get(sev.conn.id)
@@ -183,6 +189,9 @@ class Dissector:
         self._holding_heap.clear()
         self._dtls_holding.clear()
         self._dtls_heap.clear()
+        # What the ends release (frames held for a key or for framing) may predate what
+        # was already generated in this batch: keep capture order (stable, by time).
+        events.sort(key=lambda e: _event_ts(e, ts))
         yield from self._emit(events, ts)
         yield from self._flush(None)
 
@@ -292,6 +301,9 @@ class Dissector:
         else:
             out = cast("list[PipelineEvent]", session.receive_gap(direction, sev.nbytes, sev.ts))
         since = session.holding_since
+        held = tracked.conn.held_since
+        if held is not None and (since is None or held < since):
+            since = held
         if since is not None:
             conn_id = tracked.conn.id
             if self._holding.get(conn_id) != since:
@@ -299,6 +311,20 @@ class Dissector:
         elif self._holding:
             self._holding.pop(tracked.conn.id, None)
         return out
+
+    def _stream_hold_changed(self, conn: Connection) -> None:
+        """The reassembler holds (or stopped holding) bytes of a SYN-less start, to be
+        delivered with their own earlier times: output waits for them."""
+        since = conn.held_since
+        tracked = self._tracked.get(conn.id)
+        if tracked is not None and tracked.session is not None:
+            own = tracked.session.holding_since
+            if own is not None and (since is None or own < since):
+                since = own
+        if since is None:
+            self._holding.pop(conn.id, None)
+        elif self._holding.get(conn.id) != since:
+            self._hold_from(conn.id, since)
 
     def _hold_from(self, conn_id: int, since: float) -> None:
         holding = self._holding
@@ -331,6 +357,8 @@ class Dissector:
             return []
         session = tracked.session
         events: list[PipelineEvent] = list(session.end(ts))
+        # Frames the end releases (held for a key, or for framing) interleave by time.
+        events.sort(key=lambda e: _event_ts(e, ts))
         keys = session.session_keys()
         if keys is not None:
             events.append(keys)
@@ -461,6 +489,10 @@ class Dissector:
 
 
 _AGGREGATED = (FindingEvent, SessionEnded)
+
+
+def _stream_ts(sev: StreamEvent) -> float:
+    return sev.ts
 
 
 def _event_ts(event: PipelineEvent, default: float) -> float:

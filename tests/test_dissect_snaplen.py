@@ -58,3 +58,24 @@ def test_small_snap_length_keeps_every_frame_accounted_for(
     (note,) = findings(records, "capture.segments_truncated")
     assert note["details"]["count"] > 0
     assert findings(records, "tcp.gap")
+
+
+@pytest.mark.parametrize("base", [SPARK, BREWSKEY], ids=["sparkprotocol", "brewskey"])
+def test_snap_length_that_cuts_the_nonce_finds_the_key_log_entry_by_trial(
+    base: Path, tmp_path: Path
+) -> None:
+    """``-s 96`` leaves 30 of the nonce's 40 bytes: the key log cannot be looked up by the
+    nonce, so the first frames after the handshake find the entry by trial decryption."""
+    ring = ring_with(f"{base}.keylog", role="keylog")
+    full = messages(dissect([f"{base}.pcap"], ring))
+    records = dissect([snap(Path(f"{base}.pcap"), 96, tmp_path / "snap.pcap")], ring)
+    assert findings(records, "handshake.nonce.incomplete")
+    (match,) = findings(records, "keylog.trial_match")
+    assert "nonce was not captured whole" in match["message"]
+    by_key = {(m["ts"], m["direction"], m["coap"]["mid"]): m for m in full}
+    decrypted = [m for m in messages(records) if m["coap"] is not None]
+    assert [m["kind"] for m in decrypted if m["kind"] == "Hello"] == ["Hello", "Hello"]
+    for m in decrypted:
+        assert comparable(m) == comparable(by_key[(m["ts"], m["direction"], m["coap"]["mid"])])
+    assert len(decrypted) >= 0.5 * len(full)
+    assert not findings(records, "decrypt.missing_key")

@@ -25,6 +25,10 @@ Rules, in short:
   or beyond that start) the side is delivered at once. Otherwise its bytes are held until the
   peer acknowledges the start, the side has sent :data:`SYNLESS_HOLD_SEGMENTS` segments, the
   held bytes exceed the buffer limit, or the side ends (FIN, RST, timeout, end of capture).
+  Held bytes are delivered with the capture time of their own segment (they arrived in
+  order), so they are stamped earlier than the packet that releases them: the connection's
+  :attr:`Connection.held_since` says from when bytes are held, and ``on_hold`` is called
+  whenever it changes, so a consumer that orders output by time can wait for them.
   While held, a data segment up to :data:`SYNLESS_BACKFILL_WINDOW` bytes before the start moves
   the start back (capture reordering around the capture start); once delivery began, earlier
   bytes are duplicates.
@@ -53,6 +57,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dissector.capture.packets import TcpSegment
 
 __all__ = [
@@ -174,6 +180,7 @@ class _Half:
         "pend_bytes",
         "pend_data",
         "pend_offs",
+        "pend_ts",
         "retrans_bytes",
         "retrans_segments",
         "segments",
@@ -199,6 +206,7 @@ class _Half:
         self.last = b""  # most recent delivered bytes, ending exactly at `off`
         self.pend_offs: list[int] = []  # buffered out-of-order data, sorted, non-overlapping
         self.pend_data: list[bytes] = []
+        self.pend_ts: list[float] = []  # capture time of each buffered piece
         self.pend_bytes = 0
         self.segments = 0
         self.retrans_bytes = 0
@@ -225,6 +233,7 @@ class Connection:
         "endpoints",
         "finished",
         "first_ts",
+        "held_since",
         "id",
         "ignored_segments",
         "ip_version",
@@ -246,6 +255,8 @@ class Connection:
         self.syn_seen = syn_seen
         self.first_ts = ts
         self.last_ts = ts
+        #: Capture time of the oldest byte held at a SYN-less start (not yet delivered).
+        self.held_since: float | None = None
         self.finished = False
         self.close_reason: str | None = None
         self.ignored_segments = 0  # segments after close, beyond FIN, or absurdly far ahead
@@ -323,7 +334,9 @@ class TcpReassembler:
     Memory per direction is bounded by ``max_buffer_per_direction`` buffered bytes; the table
     holds at most ``max_connections`` connections (the least recently active is evicted).
     Connections idle for ``idle_timeout`` seconds of capture time are closed (``"timeout"``);
-    finished ones are forgotten after ``time_wait`` seconds.
+    finished ones are forgotten after ``time_wait`` seconds. ``on_hold(conn)`` is called when
+    ``conn.held_since`` changes (bytes held at a SYN-less start, delivered later with their
+    own, earlier, capture times).
     """
 
     __slots__ = (
@@ -334,6 +347,7 @@ class TcpReassembler:
         "_max_buf",
         "_max_conns",
         "_next_id",
+        "_on_hold",
         "_scan",
         "_time_wait",
         "ignored_segments",
@@ -345,8 +359,10 @@ class TcpReassembler:
         max_connections: int = 100_000,
         idle_timeout: float = 3600.0,
         time_wait: float = 240.0,
+        on_hold: Callable[[Connection], None] | None = None,
     ) -> None:
         self._max_buf = max_buffer_per_direction
+        self._on_hold = on_hold
         self._max_conns = max(1, max_connections)
         self._idle = idle_timeout
         self._time_wait = time_wait
@@ -614,7 +630,7 @@ class TcpReassembler:
             else:
                 if off > h.off and h.state == _OPEN:
                     h.ooo_segments += 1
-                d2, c2 = self._insert(h, off, payload)
+                d2, c2 = self._insert(h, off, payload, ts)
                 dup += d2
                 conflict = conflict or c2
                 if h.state == _OPEN:
@@ -632,6 +648,10 @@ class TcpReassembler:
         ):
             self._confirm(h, ts, ev)
         if h.state != _OPEN:
+            if h.state == _HOLD and h.pend_ts:
+                conn = h.conn
+                if conn.held_since is None or ts < conn.held_since:
+                    self._held_changed(conn)
             return
         if fin:
             self._close_fin(h, end, ts, ev)
@@ -662,15 +682,28 @@ class TcpReassembler:
             d = _sdiff(h.hint, h.sq)
             if d > h.acked:
                 h.acked = d
-        self._flush(h, ts, ev)
+        # The held bytes came in order before now: each keeps its own capture time.
+        self._flush(h, ts, ev, keep_ts=True)
         if h.pend_offs and h.acked > h.off:
             self._release_upto(h, h.acked, ts, ev)
         h.fast = not h.pend_offs
+        if h.conn.held_since is not None:
+            self._held_changed(h.conn)
+
+    def _held_changed(self, conn: Connection) -> None:
+        """Recompute ``conn.held_since`` from its halves still held; tell ``on_hold``."""
+        stamps = [min(x.pend_ts) for x in conn._halves if x.state == _HOLD and x.pend_ts]
+        since = min(stamps) if stamps else None
+        if since != conn.held_since:
+            conn.held_since = since
+            if self._on_hold is not None:
+                self._on_hold(conn)
 
     def _close_fin(self, h: _Half, fin_off: int, ts: float, ev: list[StreamEvent]) -> None:
         offs, datas = h.pend_offs, h.pend_data
         while offs and offs[-1] >= fin_off:
             offs.pop()
+            h.pend_ts.pop()
             h.pend_bytes -= len(datas.pop())
             h.conn.ignored_segments += 1
         if offs and offs[-1] + len(datas[-1]) > fin_off:
@@ -718,8 +751,10 @@ class TcpReassembler:
         h.gap_bytes += n
         h.gaps += 1
 
-    def _flush(self, h: _Half, ts: float, ev: list[StreamEvent]) -> None:
-        """Deliver the buffered run that starts exactly at the next expected offset, if any."""
+    def _flush(self, h: _Half, ts: float, ev: list[StreamEvent], *, keep_ts: bool = False) -> None:
+        """Deliver the buffered run that starts exactly at the next expected offset, if any,
+        at ``ts``; with ``keep_ts`` (bytes that were held, not missing) each piece at its
+        own capture time, never earlier than a piece before it in the stream."""
         offs = h.pend_offs
         if offs and offs[0] == h.off:
             datas = h.pend_data
@@ -730,14 +765,39 @@ class TcpReassembler:
                 cur += len(datas[k])
                 k += 1
             chunks = datas[:k]
+            stamps = h.pend_ts[:k]
             del offs[:k]
             del datas[:k]
+            del h.pend_ts[:k]
+            if keep_ts and min(stamps) < ts:
+                self._deliver_stamped(h, chunks, stamps, ev)
+                h.fast = h.state == _OPEN and not offs
+                return
             data = chunks[0] if k == 1 else b"".join(chunks)
             h.pend_bytes -= len(data)
             self._deliver(h, data, ts, ev)
             if len(data) > _LAST_KEEP:
                 h.last = chunks[-1]
         h.fast = h.state == _OPEN and not offs
+
+    def _deliver_stamped(
+        self, h: _Half, chunks: list[bytes], stamps: list[float], ev: list[StreamEvent]
+    ) -> None:
+        """Deliver contiguous ``chunks`` in runs of equal time (the running maximum of
+        ``stamps``, so that times never go back within the stream)."""
+        start = 0
+        latest = stamps[0]
+        for i in range(1, len(chunks) + 1):
+            t = stamps[i] if i < len(chunks) else None
+            if t is not None and t <= latest:
+                continue
+            data = b"".join(chunks[start:i])
+            h.pend_bytes -= len(data)
+            self._deliver(h, data, latest, ev)
+            if t is not None:
+                start, latest = i, t
+        if len(h.last) > _LAST_KEEP:
+            h.last = chunks[-1]
 
     def _release_upto(self, h: _Half, limit: int, ts: float, ev: list[StreamEvent]) -> None:
         """Declare lost the holes below ``limit`` that have buffered data beyond them."""
@@ -771,7 +831,7 @@ class TcpReassembler:
         return b > a and data[a - off : b - off] != last[a - lo : b - lo]
 
     @staticmethod
-    def _insert(h: _Half, off: int, data: bytes) -> tuple[int, bool]:
+    def _insert(h: _Half, off: int, data: bytes, ts: float) -> tuple[int, bool]:
         """Buffer ``data`` at ``off`` keeping bytes already buffered; return (dup, conflict)."""
         offs, datas = h.pend_offs, h.pend_data
         end = off + len(data)
@@ -803,5 +863,6 @@ class TcpReassembler:
             j = bisect_left(offs, o)
             offs.insert(j, o)
             datas.insert(j, d)
+            h.pend_ts.insert(j, ts)
             h.pend_bytes += len(d)
         return dup, conflict

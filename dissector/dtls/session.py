@@ -368,9 +368,11 @@ class DtlsConnection:
         default_cid_len: int = DEFAULT_CID_LEN,
         session_cache: SessionCache | None = None,
         trial_secrets: TrialSecrets | None = None,
+        trial_persisted: Callable[[], Iterable[PersistedSession]] | None = None,
     ) -> None:
         self._lookup = secrets_lookup
         self._trial_secrets = trial_secrets
+        self._trial_persisted = trial_persisted
         self.session = session
         self.session_cache = session_cache
         self._default_cid_len = default_cid_len
@@ -565,6 +567,13 @@ class DtlsConnection:
         hs = self._hs
         if (
             hs.client_random is None
+            and hs.server_random is None
+            and self._trial_persisted is not None
+            and hs.trials < MAX_TRIAL_RECORDS
+        ):
+            self._trial_resume(hs, d, rec, ts, events)
+        if (
+            hs.client_random is None
             and hs.server_random is not None
             and self._trial_secrets is not None
             and hs.trials < MAX_TRIAL_RECORDS
@@ -655,6 +664,47 @@ class DtlsConnection:
                     ts,
                     d,
                     client_random=client_random.hex(),
+                )
+            )
+            return
+
+    def _trial_resume(
+        self, p: _Params, d: Direction, rec: DtlsRecord, ts: float, events: list[DtlsEvent]
+    ) -> None:
+        """Neither hello is in the capture (it starts inside the handshake, after the
+        ServerHello): the persisted session whose keys open ``rec`` is this session."""
+        p.trials += 1
+        assert self._trial_persisted is not None
+        client = d is self._client_dir
+        for persisted in self._trial_persisted():
+            if persisted.master is None or persisted.ciphersuite not in SUITES:
+                continue
+            kb = key_block(
+                persisted.master,
+                persisted.client_random,
+                persisted.server_random,
+                persisted.ciphersuite,
+            )
+            etm = persisted.encrypt_then_mac
+            pair = (RecordProtection.for_client(kb, etm), RecordProtection.for_server(kb, etm))
+            try:
+                (pair[0] if client else pair[1]).decrypt_typed(rec)
+            except (RecordDecryptError, ValueError):
+                continue
+            p.client_random, p.server_random = persisted.client_random, persisted.server_random
+            p.suite, p.master, p.prot = persisted.ciphersuite, persisted.master, pair
+            p.encrypt_then_mac, p.device_cid = etm, persisted.cid
+            p.session_id, p.source = persisted.session_id, "persisted session"
+            self._remember(p)
+            events.append(
+                self._finding(
+                    Severity.INFO,
+                    "dtls.persisted_match",
+                    "the capture starts inside the handshake (no ClientHello or ServerHello):"
+                    f" the persisted session ({persisted.layout}) opens its records",
+                    ts,
+                    d,
+                    client_random=persisted.client_random.hex(),
                 )
             )
             return
@@ -894,8 +944,10 @@ class DtlsConnection:
             if p.abbreviated and self.session_cache is not None:
                 self.resumed_entry = self.session_cache.get(msg.session_id)
             p.device_cid = msg.ext.connection_id
+            # RFC 7366: a server echoes encrypt_then_mac only when the client offered it, so
+            # the ServerHello alone decides when the ClientHello is not in the capture.
             p.encrypt_then_mac = bool(
-                msg.ext.encrypt_then_mac and ch is not None and ch.ext.encrypt_then_mac
+                msg.ext.encrypt_then_mac and (ch is None or ch.ext.encrypt_then_mac)
             )
             p.extended_master_secret = msg.ext.extended_master_secret
             p.prot = None

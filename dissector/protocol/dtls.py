@@ -95,6 +95,7 @@ class DtlsSession:
             session=session_id,
             session_cache=session_cache,
             trial_secrets=self._trial_secrets,
+            trial_persisted=keyring.persisted_sessions,
         )
         self.tracker = ExchangeTracker(transport="udp", session=session_id)
         self._missing_reported = False
@@ -156,7 +157,7 @@ class DtlsSession:
                 events += self._on_handshake(dev)
             elif isinstance(dev, Finding):
                 dev.session = self.session_id
-                if dev.code == "keylog.trial_match":
+                if dev.code in ("keylog.trial_match", "dtls.persisted_match"):
                     self.info.key_source = self.conn.key_source
                 events.append(FindingEvent(self._explain(dev)))
                 self._on_decrypt_failure(dev)

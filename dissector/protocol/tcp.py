@@ -140,6 +140,9 @@ class TcpConnection:
         self._keys_settled = False  # True once no more keys can turn up
         self._missing_reported = False
         self._mid_session = not with_handshake
+        #: The session key message was seen but not the nonce (key log entries are found
+        #: by it): the directions whose first frame the key log entries were tried on.
+        self._trial_first: set[Direction] | None = None
         self._held_seq = 0
         self._closed: set[Direction] = set()
         self._ended = False
@@ -545,9 +548,7 @@ class TcpConnection:
             checks["session_key"].set(CheckStatus.FAILED, "session key message incomplete")
             checks["signature"].set(CheckStatus.NOT_CHECKABLE, "session key message incomplete")
             events.insert(0, self._blob(C2D, unit, "session_key", info))
-            self._keys_settled = True
-            events += self._settle_without_key(unit.ts)
-            return events
+            return events + self._after_session_key(unit.ts)
         ciphertext, signature = unit.payload[:128], unit.payload[128:]
         creds_bytes: bytes | None = self._creds.raw if self._creds else None
         candidates = _device_candidates(
@@ -654,12 +655,18 @@ class TcpConnection:
                         )
                     )
         events.insert(0, self._blob(C2D, unit, "session_key", info, creds_bytes))
+        return events + self._after_session_key(unit.ts)
+
+    def _after_session_key(self, ts: float) -> list[Event]:
+        """The handshake is over: decrypt the held frames, or say no key will come, or
+        (no whole nonce to look the key log up by) let the first frames find the entry."""
+        if self._creds is None and self._nonce is None and self.keyring.tcp_sessions():
+            self._trial_first = set()
+            return []
         self._keys_settled = True
         if self._creds is None:
-            events += self._settle_without_key(unit.ts)
-        else:
-            events += self._release_held()
-        return events
+            return self._settle_without_key(ts)
+        return self._release_held()
 
     def _missing_session_key_text(self, tried: list[str]) -> str:
         who = f"device {self.info.device_id}" if self.info.device_id else "this device"
@@ -698,6 +705,8 @@ class TcpConnection:
             events: list[Event] = []
             if self._mid_session:
                 events += self._try_identify(unit.ts)
+            elif self._trial_first is not None and len(side.held) == 1:
+                events += self._try_first_frame(direction, unit)
             if self._creds is None and len(side.held) > MAX_HELD:
                 self._keys_settled = True
                 events += self._settle_without_key(unit.ts)
@@ -885,6 +894,13 @@ class TcpConnection:
                 "capture starts mid-session: no handshake to unwrap a key from; only this "
                 "session's key (a PARTICLE_TCP key log entry) can decrypt it"
             )
+        if self.info.handshake_seen and self._nonce is None and self.keyring.tcp_sessions():
+            return (
+                "session key unknown: the nonce was not captured whole and no logged session "
+                f"key decrypts the first frames; needs the private key of {who} or this "
+                "session's PARTICLE_TCP key log entry (the server private key cannot decrypt "
+                "frames)"
+            )
         return (
             f"session key unknown: needs the private key of {who} or a PARTICLE_TCP key log "
             "entry for this nonce (the server private key cannot decrypt frames)"
@@ -901,13 +917,57 @@ class TcpConnection:
         return events
 
     def _release_held(self) -> list[Event]:
-        held = sorted((h for side in self._sides.values() for h in side.held), key=lambda h: h.seq)
+        # In capture order: by time (a SYN-less start's held bytes arrive late but keep
+        # their own times), ties in arrival order.
+        held = sorted(
+            (h for side in self._sides.values() for h in side.held),
+            key=lambda h: (h.unit.ts, h.seq),
+        )
         for side in self._sides.values():
             side.held.clear()
         events: list[Event] = []
         for item in held:
             events += self._emit_frame(item.direction, item.unit)
         return events
+
+    def _try_first_frame(self, direction: Direction, unit: Unit) -> list[Event]:
+        """The handshake was captured without its nonce: the key log entry whose
+        credentials decrypt this direction's first frame (IV from the credentials) to valid
+        CoAP is this session's. When neither direction's first frame opens, no key will."""
+        tried = self._trial_first
+        assert tried is not None
+        tried.add(direction)
+        ct = unit.payload
+        if not unit.lost and len(ct) >= 16 and len(ct) % 16 == 0:
+            for nonce, raw in self.keyring.tcp_sessions():
+                creds = parse_credentials(raw)
+                plaintext = CbcDirection(creds.key, creds.iv).decrypt_plaintext(ct)
+                if plaintext is None:
+                    continue
+                try:
+                    coap_decode(plaintext, lenient=True)
+                except CoapError:
+                    continue
+                self._trial_first = None
+                self._install(creds, "key log (trial decryption)")
+                self._keys_settled = True
+                self.info.checks["session_key"].set(
+                    CheckStatus.PASSED, f"key log entry for nonce {nonce.hex()[:16]}… by trial"
+                )
+                found = self._finding(
+                    Severity.INFO,
+                    "keylog.trial_match",
+                    f"the handshake's nonce was not captured whole; the key log entry for nonce "
+                    f"{nonce.hex()} decrypts the first {direction.value} frame to CoAP (found "
+                    "by trial decryption)",
+                    unit.ts,
+                    direction,
+                )
+                return [found, *self._release_held()]
+        if len(tried) < 2:
+            return []
+        self._trial_first = None
+        return self._settle_without_key(unit.ts)
 
     def _try_identify(self, ts: float, *, final: bool = False) -> list[Event]:
         """Find which logged session key decrypts this mid-session capture."""
