@@ -143,6 +143,10 @@ class TcpConnection:
         #: The session key message was seen but not the nonce (key log entries are found
         #: by it): the directions whose first frame the key log entries were tried on.
         self._trial_first: set[Direction] | None = None
+        self._nonce_before_capture = False  # SYN-less start judged at the session key
+        #: Frames held so that the request tracker sees both directions in capture order
+        #: while the other direction is still finding its frame boundaries (resync).
+        self._order_held = False
         self._held_seq = 0
         self._closed: set[Direction] = set()
         self._ended = False
@@ -199,15 +203,23 @@ class TcpConnection:
         units, notes = side.stream.feed(data, ts)
         if notes or self._hold is not None:
             events = self._handle(direction, units, notes, ts)
+            if self._order_held:
+                events += self._order_release()
             return events if self._hold is None else self._held(events)
         events = []
+        # The other direction still resynchronising (mid-session start): frames may wait.
+        ordered = self._order_held or not self._sides[direction.reverse].stream.synced
         for unit in units:
             if unit.kind != "frame":
                 events += self._handle(direction, [unit], notes, ts)
             elif side.frames and self._creds is not None:
+                if ordered and self._order_hold(direction, unit, events):
+                    continue
                 self._frame_into(direction, side, unit, events)  # the steady state
             else:
                 events += self._on_frame(direction, unit)
+        if self._order_held:
+            events += self._order_release()
         return events
 
     def receive_gap(self, direction: Direction, nbytes: int, ts: float) -> list[Event]:
@@ -230,6 +242,8 @@ class TcpConnection:
         self.tracker.skip(direction)
         units, notes = side.stream.gap(nbytes, ts)
         events += self._handle(direction, units, notes, ts)
+        if self._order_held:
+            events += self._order_release()
         if self._hold is not None:
             events = self._held(events)
         if not side.stream.synced and not side.stream.in_handshake:
@@ -267,6 +281,9 @@ class TcpConnection:
         if not self._keys_settled:
             self._keys_settled = True
             events += self._settle_without_key(ts, final=True)
+        if self._order_held:
+            self._order_held = False
+            events += self._release_held()
         events += self._judge_handshake(ts)
         if self.info.outcome == "open":
             self.info.outcome = "established" if self._creds else "closed"
@@ -328,6 +345,9 @@ class TcpConnection:
         self._mid_session = False
         self._hold = []
         info = self.info
+        if "nonce" not in [name for name, _ in blobs.get(C2D, [])]:
+            # The capture began after the nonce: it was sent, just not captured.
+            self._nonce_before_capture = True
         info.handshake_seen = True
         info.outcome = "open"
         for check in info.checks.values():
@@ -695,6 +715,43 @@ class TcpConnection:
             self.info.device_id = device_id.lower()
             self.info.device_id_source = source
 
+    def _order_blocked_until(self) -> float | None:
+        """Time of the oldest byte a resynchronising direction still buffers: frames of
+        the other direction completed after it wait, so that the request tracker sees
+        both directions in capture order (an answer after its request)."""
+        stamps = [
+            since
+            for side in self._sides.values()
+            if not side.stream.synced and (since := side.stream.pending_since) is not None
+        ]
+        return min(stamps) if stamps else None
+
+    def _order_hold(self, direction: Direction, unit: Unit, events: list[Event]) -> bool:
+        """Hold ``unit`` if an older frame of the other direction may still come; True
+        when held. Bounded by ``MAX_HELD`` frames a direction (then order is given up
+        for what is held, and the held frames go out)."""
+        if not self._order_held:
+            limit = self._order_blocked_until()
+            if limit is None or unit.ts < limit:
+                return False
+            self._order_held = True
+        side = self._sides[direction]
+        self._held_seq += 1
+        side.held.append(_Held(self._held_seq, direction, unit))
+        if len(side.held) > MAX_HELD and (self._creds is not None or self._keys_settled):
+            self._order_held = False
+            events += self._release_held(keep_order=False)
+        return True
+
+    def _order_release(self) -> list[Event]:
+        """Release the frames held for order once no direction is resynchronising."""
+        if self._order_blocked_until() is not None:
+            return []
+        if self._creds is None and not self._keys_settled:
+            return []  # held for the key too: released when it is found or settled
+        self._order_held = False
+        return self._release_held()
+
     def _on_frame(self, direction: Direction, unit: Unit) -> list[Event]:
         side = self._sides[direction]
         if side.frames == 0 and side.cbc is None and self.info.handshake_seen:
@@ -711,6 +768,10 @@ class TcpConnection:
                 self._keys_settled = True
                 events += self._settle_without_key(unit.ts)
             return events
+        if self._order_held or not self._sides[direction.reverse].stream.synced:
+            events = []
+            if self._order_hold(direction, unit, events):
+                return events
         return self._emit_frame(direction, unit)
 
     def _emit_frame(self, direction: Direction, unit: Unit) -> list[Event]:
@@ -916,7 +977,7 @@ class TcpConnection:
         events += self._release_held()
         return events
 
-    def _release_held(self) -> list[Event]:
+    def _release_held(self, *, keep_order: bool = True) -> list[Event]:
         # In capture order: by time (a SYN-less start's held bytes arrive late but keep
         # their own times), ties in arrival order.
         held = sorted(
@@ -925,6 +986,15 @@ class TcpConnection:
         )
         for side in self._sides.values():
             side.held.clear()
+        limit = self._order_blocked_until() if keep_order else None
+        if limit is not None:
+            # A direction is still resynchronising: what came after its oldest byte waits.
+            later = [h for h in held if h.unit.ts >= limit]
+            if later:
+                held = held[: len(held) - len(later)]
+                for h in later:
+                    self._sides[h.direction].held.append(h)
+                self._order_held = True
         events: list[Event] = []
         for item in held:
             events += self._emit_frame(item.direction, item.unit)
@@ -1026,7 +1096,9 @@ class TcpConnection:
         nonce_seen = checks["nonce"].status is CheckStatus.PASSED
         identity_seen = not device_stream.stream.in_handshake
         session_key_seen = cloud_stream.stream.in_handshake is False
-        if not nonce_seen:
+        if not nonce_seen and self._nonce_before_capture:
+            checks["nonce"].set(CheckStatus.NOT_SEEN, "sent before the capture began")
+        elif not nonce_seen:
             fail("handshake.no_nonce", "the cloud never sent its 40-byte nonce")
             return events
         if not identity_seen:
