@@ -44,6 +44,11 @@ D2C = Direction.DEVICE_TO_CLOUD
 #: Findings of one code in one session shown individually; the rest are counted and
 #: reported once when the session ends (memory and output stay bounded).
 FINDINGS_PER_CODE = 20
+#: Capture seconds a connection or DTLS session may hold its events back (waiting for the
+#: device's first record, a key, its other direction, or the judgement of a SYN-less
+#: start) before it is made to release them: one quiet session must not hold back every
+#: other session's output (a live sniff) nor keep it all in memory (a long capture).
+MAX_HOLD_SECONDS = 60.0
 
 
 @dataclass(slots=True)
@@ -102,9 +107,12 @@ class Dissector:
         self._dtls_holding: dict[str, float] = {}
         self._dtls_heap: list[tuple[float, str]] = []
         self._out: list[tuple[float, int, PipelineEvent]] = []
+        self._stale_check_at = float("-inf")
         self._seq = 0
         self._session_no = 0
-        self._finding_counts: dict[tuple[str | None, str], int] = {}
+        #: session -> code -> findings seen (per session, so that a session's end does
+        #: not scan the counts of every other open session).
+        self._finding_counts: dict[str | None, dict[str, int]] = {}
 
     def set_keyring(self, keyring: KeyRing) -> None:
         """Use ``keyring`` for sessions that start from now on (a live capture reloading
@@ -427,9 +435,12 @@ class Dissector:
         counts = self._finding_counts
         for event in events:
             if isinstance(event, FindingEvent):
-                key = (event.finding.session, event.finding.code)
-                n = counts.get(key, 0) + 1
-                counts[key] = n
+                per_code = counts.get(event.finding.session)
+                if per_code is None:
+                    per_code = counts[event.finding.session] = {}
+                code = event.finding.code
+                n = per_code.get(code, 0) + 1
+                per_code[code] = n
                 if n > FINDINGS_PER_CODE:
                     continue
             elif isinstance(event, SessionEnded):
@@ -439,19 +450,18 @@ class Dissector:
 
     def _suppressed(self, session: str | None, ts: float) -> list[PipelineEvent]:
         out: list[PipelineEvent] = []
-        for key in [k for k in self._finding_counts if k[0] == session]:
-            n = self._finding_counts.pop(key)
+        for code, n in self._finding_counts.pop(session, {}).items():
             if n > FINDINGS_PER_CODE:
                 out.append(
                     FindingEvent(
                         Finding(
                             Severity.INFO,
                             "findings.suppressed",
-                            f"{n - FINDINGS_PER_CODE} more findings {key[1]!r} in this session "
+                            f"{n - FINDINGS_PER_CODE} more findings {code!r} in this session "
                             f"(first {FINDINGS_PER_CODE} shown; {n} in all)",
                             ts,
                             session,
-                            details={"code": key[1], "count": n, "shown": FINDINGS_PER_CODE},
+                            details={"code": code, "count": n, "shown": FINDINGS_PER_CODE},
                         )
                     )
                 )
@@ -464,9 +474,27 @@ class Dissector:
         if not self._holding and not self.dtls.holding and not self._out:
             yield from events
             return
+        self._queue(events, now)
+        watermark = self._watermark()
+        if watermark is not None and watermark < now - MAX_HOLD_SECONDS:
+            cutoff = now - MAX_HOLD_SECONDS
+            if now >= self._stale_check_at:  # at most once a second of capture time
+                self._stale_check_at = now + 1.0
+                self._release_stale(cutoff, now)
+                watermark = self._watermark()
+            if watermark is not None and watermark < cutoff:
+                # Bytes not framed yet cannot be released: what they turn into later
+                # comes out then, late, rather than hold everything else back.
+                watermark = cutoff
+        yield from self._flush(watermark)
+
+    def _queue(self, events: list[PipelineEvent], now: float) -> None:
         for event in events:
             self._seq += 1
             heapq.heappush(self._out, (_event_ts(event, now), self._seq, event))
+
+    def _watermark(self) -> float | None:
+        """The time of the oldest event a connection or DTLS session still holds back."""
         watermark: float | None = None
         heap = self._holding_heap
         holding = self._holding
@@ -480,7 +508,29 @@ class Dissector:
             heapq.heappop(dtls_heap)
         if dtls_heap and (watermark is None or dtls_heap[0][0] < watermark):
             watermark = dtls_heap[0][0]
-        yield from self._flush(watermark)
+        return watermark
+
+    def _release_stale(self, cutoff: float, now: float) -> None:
+        """Make every connection and DTLS session that has held events back since before
+        ``cutoff`` release them (into the ordered queue)."""
+        stale = [c for c, since in self._holding.items() if since < cutoff]
+        for conn_id in stale:
+            tracked = self._tracked.get(conn_id)
+            if tracked is None:
+                self._holding.pop(conn_id, None)
+                continue
+            events: list[PipelineEvent] = []
+            for sev in self.reassembler.release_held(tracked.conn, now):
+                events += self._on_stream_event(sev)
+            if tracked.session is not None:
+                events += tracked.session.release_hold(now)
+            self._holding.pop(conn_id, None)
+            self._queue(self._aggregate(events), now)
+        for key in [k for k, since in self._dtls_holding.items() if since < cutoff]:
+            del self._dtls_holding[key]
+            session = self.dtls.holding.pop(key, None)
+            if session is not None:
+                self._queue(self._aggregate(list(session.release_hold())), now)
 
     def _flush(self, watermark: float | None) -> Iterator[PipelineEvent]:
         out = self._out

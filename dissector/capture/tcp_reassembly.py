@@ -431,6 +431,15 @@ class TcpReassembler:
         self._expire_at = ts + self._scan
         return ev
 
+    def release_held(self, conn: Connection, ts: float) -> list[StreamEvent]:
+        """Accept the held SYN-less start of ``conn``'s sides now (their bytes, with their
+        own times), without waiting for the peer's ACK or more segments."""
+        ev: list[StreamEvent] = []
+        for h in conn._halves:
+            if h.state == _HOLD:
+                self._confirm(h, ts, ev)
+        return ev
+
     def close_all(self, ts: float) -> list[StreamEvent]:
         """End of capture: release buffered data (gaps, then data) and close every connection."""
         ev: list[StreamEvent] = []

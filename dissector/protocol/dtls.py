@@ -204,6 +204,13 @@ class DtlsSession:
                     self.on_hold_change(self)
         return []
 
+    def release_hold(self) -> list[Event]:
+        """Stop waiting for the device's first record and return the held events now (a
+        handshake that never completes must not hold back the capture's output)."""
+        if self._hold is None:
+            return []
+        return self._release_hold([])
+
     def _release_hold(self, more: list[Event]) -> list[Event]:
         events = self._hold or []
         self._hold = None

@@ -18,7 +18,10 @@ A connection whose SYN was not seen is judged by its first bytes
 (:mod:`dissector.protocol.start_probe`): handshake or mid-session. The handshake's
 events wait until the device has sent its first frame, so that every handshake record
 carries the device ID whichever key revealed it (:attr:`TcpConnection.holding_since`
-tells the caller how far back the held events go).
+tells the caller how far back the held events go). When the nonce was not captured
+whole, the key log entry (keyed by the nonce) is found by trial decryption of the first
+frames. In a mid-session capture, a direction's frames wait while the other direction is
+still finding its frame boundaries, so that the tracker sees both in capture order.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ C2D = Direction.CLOUD_TO_DEVICE
 NONCE_LEN = 40
 IDENTITY_LEN = 256
 SESSION_KEY_LEN = 384
-#: Frames held per direction while the session key is still being looked for.
+#: Frames held per direction while the session key is still being looked for (or while
+#: the other direction resynchronises).
 MAX_HELD = 64
 
 _CLOUD_BLOBS = [("nonce", NONCE_LEN), ("session_key", SESSION_KEY_LEN)]
@@ -267,6 +271,26 @@ class TcpConnection:
         if direction is not None:
             self._closed.add(direction)
         return []
+
+    def release_hold(self, ts: float) -> list[Event]:
+        """Stop waiting and return every held event now, as far as can be decided without
+        more bytes: the start is judged, held frames are decrypted with what is known (or
+        shown encrypted), order holds are given up. For a caller that bounds how long one
+        quiet connection may hold back the output of others."""
+        events: list[Event] = []
+        if self._probe is not None:
+            events += self._judge_start(final=True)
+        held = any(side.held for side in self._sides.values())
+        if held and self._creds is None and not self._keys_settled:
+            self._keys_settled = True
+            self._trial_first = None
+            events += self._settle_without_key(ts, final=True)
+        if self._order_held or any(side.held for side in self._sides.values()):
+            self._order_held = False
+            events += self._release_held(keep_order=False)
+        if self._hold is not None:
+            events = self._release_hold(events)
+        return events
 
     def end(self, ts: float | None = None) -> list[Event]:
         """End of input: flush everything buffered, judge the handshake, close the session."""
