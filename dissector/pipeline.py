@@ -21,6 +21,7 @@ from typing import cast
 
 from dissector.capture.linklayer import LinkDecoder
 from dissector.capture.packets import RawPacket, UdpDatagram
+from dissector.capture.reader import CaptureReader, DecryptionSecrets
 from dissector.capture.tcp_reassembly import (
     Connection,
     ConnectionClosed,
@@ -108,6 +109,10 @@ class Dissector:
         self._dtls_heap: list[tuple[float, str]] = []
         self._out: list[tuple[float, int, PipelineEvent]] = []
         self._stale_check_at = float("-inf")
+        #: pcapng decryption secrets blocks: TLS key logs read (blocks, entries added), and
+        #: the types of the others (not used).
+        self._secrets_read = [0, 0]
+        self._secrets_other: dict[int, int] = {}
         self._seq = 0
         self._session_no = 0
         #: session -> code -> findings seen (per session, so that a session's end does
@@ -119,6 +124,25 @@ class Dissector:
         its keys); TCP connections and DTLS sessions already running keep their ring."""
         self.keyring = keyring
         self.dtls.keyring = keyring
+
+    def use_capture_secrets(self, reader: CaptureReader) -> None:
+        """Take the key logs that ``reader``'s pcapng files carry (decryption secrets
+        blocks, as ``editcap --inject-secrets`` writes them) into the key ring, each as it
+        is read: the packets after it decrypt with it as with ``--keylog``."""
+        for secret in reader.secrets:
+            self.add_secrets(secret)
+        reader.on_secrets = self.add_secrets
+
+    def add_secrets(self, secret: DecryptionSecrets) -> None:
+        """Add a decryption secrets block: a TLS key log (NSS lines, and this tool's own
+        ``PARTICLE_TCP`` lines) goes into the key ring; other types are counted."""
+        if secret.secrets_type == DecryptionSecrets.TLS_KEY_LOG:
+            source = f"{secret.source}: decryption secrets block"
+            self._secrets_read[0] += 1
+            self._secrets_read[1] += self.keyring.add_keylog_text(secret.data, source)
+        else:
+            kind = secret.secrets_type
+            self._secrets_other[kind] = self._secrets_other.get(kind, 0) + 1
 
     # -- driving -----------------------------------------------------------------------
 
@@ -191,6 +215,7 @@ class Dissector:
             events += ending
             events.append(SessionEnded(session.info, ts))
         events += self._link_findings(ts)
+        events += self._secrets_findings(ts)
         events += [FindingEvent(f) for f in self.dtls.stray_summary(ts)]
         events += self._suppressed(None, ts)
         self._holding.clear()
@@ -420,6 +445,30 @@ class Dissector:
                         )
                     )
                 )
+        return out
+
+    def _secrets_findings(self, ts: float) -> list[PipelineEvent]:
+        """Say which key logs the capture itself carried, and which secrets it skipped."""
+        out: list[PipelineEvent] = []
+        blocks, added = self._secrets_read
+        if blocks:
+            text = (
+                f"{blocks} pcapng decryption secrets block{'s' if blocks != 1 else ''} held "
+                f"a TLS key log: {added} entries added to the key ring"
+            )
+            details = {"blocks": blocks, "entries": added}
+            code = "capture.decryption_secrets"
+            out.append(FindingEvent(Finding(Severity.INFO, code, text, ts, details=details)))
+        if self._secrets_other:
+            kinds = ", ".join(f"0x{k:08x}" for k in sorted(self._secrets_other))
+            count = sum(self._secrets_other.values())
+            text = (
+                f"{count} pcapng decryption secrets blocks of types {kinds} (not TLS key "
+                "logs) were not used"
+            )
+            other: dict[str, object] = {"blocks": count, "types": sorted(self._secrets_other)}
+            code = "capture.decryption_secrets.unused"
+            out.append(FindingEvent(Finding(Severity.INFO, code, text, ts, details=other)))
         return out
 
     # -- ordered output ----------------------------------------------------------------

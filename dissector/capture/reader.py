@@ -532,7 +532,8 @@ class CaptureReader:
     sources are recognised by their magic. Iterating yields :class:`RawPacket` (with
     ``index`` numbered 1.. across the merged capture) and :class:`Finding` objects. ``stats``
     holds one :class:`CaptureFileStats` per source, ``secrets`` the decryption secrets found
-    in pcapng files (``on_secrets`` is also called for each). Raises
+    in pcapng files (``on_secrets``, which may be set after creation, is also called for
+    each as it is read, before the packets that follow it). Raises
     :class:`CaptureFormatError` on creation if a source cannot be opened or is not a capture.
     A reader is iterated once; use it as a context manager (or call :meth:`close`) to release
     files early.
@@ -546,7 +547,7 @@ class CaptureReader:
     ) -> None:
         self.stats: list[CaptureFileStats] = []
         self.secrets: list[DecryptionSecrets] = []
-        self._on_secrets = on_secrets
+        self.on_secrets = on_secrets
         self._files: list[_FileReader] = []
         self._iterated = False
         if isinstance(sources, (str, bytes, os.PathLike)) or hasattr(sources, "read"):
@@ -562,8 +563,8 @@ class CaptureReader:
 
     def _secret(self, secret: DecryptionSecrets) -> None:
         self.secrets.append(secret)
-        if self._on_secrets is not None:
-            self._on_secrets(secret)
+        if self.on_secrets is not None:
+            self.on_secrets(secret)
 
     def _open(self, src: str | os.PathLike[str] | BinaryIO) -> _FileReader:
         owned: IO[bytes] | None = None

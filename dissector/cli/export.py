@@ -73,6 +73,7 @@ def export(
     dissector = Dissector(
         keyring, tcp_ports=ports or DEFAULT_TCP_PORTS, udp_ports=udp_ports or DEFAULT_UDP_PORTS
     )
+    dissector.use_capture_secrets(reader)
     stats = ExportStats()
     ok = False
     try:

@@ -140,6 +140,7 @@ def dissect(
     dissector = Dissector(
         ring, tcp_ports=ports or DEFAULT_TCP_PORTS, udp_ports=udp_ports or DEFAULT_UDP_PORTS
     )
+    dissector.use_capture_secrets(reader)
     # No --device/--kind: every record is kept (skip the per-record filter call).
     keep = RecordFilter(device=device_filter, kinds=kinds) if device_filter or kinds else None
     threshold = Severity(fail_on).rank if fail_on else None

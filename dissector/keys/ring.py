@@ -22,7 +22,7 @@ from dissector.dtls.keys import (
 )
 from dissector.keys.entries import KeyEntry, LoadProblem, PublicKey, SkippedFile, fingerprint
 from dissector.keys.errors import KeyFileError
-from dissector.keys.keylog import KeyLogParse
+from dissector.keys.keylog import KeyLogParse, parse_keylog
 from dissector.keys.serverfile import ServerAddress
 from dissector.keys.sniff import KeyObject, SniffedKey, SniffResult, normalise_device_id, sniff
 
@@ -93,6 +93,12 @@ class KeyRing:
         if self._add_session_blob(data, name, role, explicit=True):
             return 1
         return self._add_sniffed(sniff(data), name, role, explicit=True, device_id=None)
+
+    def add_keylog_text(self, data: bytes, source: str) -> int:
+        """Add the entries of key log text found inside a capture (a pcapng decryption
+        secrets block); never raises: lines that cannot be read become ``problems``."""
+        parsed = parse_keylog(bytes(data).decode("utf-8", "replace"))
+        return self._add_keylog(parsed, source)
 
     def _load_dir(self, root: Path, role: str | None) -> int:
         added = 0

@@ -92,6 +92,7 @@ def run_report(
     try:
         tap = CaptureTap(udp)
         dissector = Dissector(keyring, tcp_ports=tcp_ports, udp_ports=udp)
+        dissector.use_capture_secrets(reader)
         collector = ReportCollector(tap=tap, image_sink=image_sink)
         items: Iterator[RawPacket | Finding] = tap.wrap(reader)
         if progress is not None:
