@@ -435,6 +435,15 @@ class Dissector:
                 "fragmented IP datagrams timed out or were evicted before completing",
             ),
         ]
+        if stats.packets and stats.non_ip == stats.packets:
+            notes.append(
+                (
+                    stats.non_ip,
+                    "capture.no_ip_packets",
+                    "packets were read and none held IPv4 or IPv6 (no Particle traffic, or a "
+                    "file whose link type does not match its packets)",
+                )
+            )
         out: list[PipelineEvent] = []
         for count, code, text in notes:
             if count:

@@ -287,7 +287,7 @@ def test_not_ip_and_unknown() -> None:
     got, stats = decode(147, tcp_pkt())
     assert got is None and stats.unknown_linktype == 1 and stats.unknown_linktypes == {147}
     got, stats = decode(101, b"\x10" + tcp_pkt()[1:])
-    assert got is None and stats.non_ip == 1
+    assert got is None and stats.malformed == 1  # raw IP that is not IP
 
 
 def test_decode_packet_counts_into_given_stats() -> None:
@@ -412,3 +412,11 @@ def test_fuzz_mutated_packets(
     for _ in range(2):  # a second time, so that fragment state is exercised
         got = dec.decode(raw(linktype, data, orig_len=len(frame)))
         assert got is None or isinstance(got, TcpSegment | UdpDatagram)
+
+
+def test_a_raw_ip_packet_that_is_not_ip_is_malformed_not_silently_skipped() -> None:
+    """Link type 101 (raw IP) holding Ethernet frames (a mislabelled file): counted as
+    malformed, which the capture's end reports, instead of vanishing as 'not IP'."""
+    ethernet = bytes(12) + b"\x08\x00" + bytes(40)
+    got, stats = decode(101, ethernet)
+    assert got is None and stats.malformed == 1 and stats.non_ip == 0

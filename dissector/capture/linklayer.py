@@ -180,7 +180,7 @@ def decode_packet(
             return _ipv4(pkt, data, 0, defrag, stats)
         if version == 6:
             return _ipv6(pkt, data, 0, defrag, stats)
-        stats.non_ip += 1
+        stats.malformed += 1  # a raw-IP link whose packet is not IP (mislabelled file?)
         return None
     elif lt == LINKTYPE_IPV4:
         return _ipv4(pkt, data, 0, defrag, stats)

@@ -976,10 +976,12 @@ def _certificate_public_key(der: bytes) -> bytes | None:
     """The SubjectPublicKeyInfo (DER) of an X.509 certificate (peers other than Particle
     devices authenticate with certificates instead of raw public keys); None if unparsable."""
     from cryptography import x509  # only here: x509 costs ~30 ms to import
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     try:
         key = x509.load_der_x509_certificate(der).public_key()
         return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # a certificate whose key algorithm cryptography does not know (or garbled)
         return None

@@ -472,6 +472,21 @@ class ExchangeTracker:
         RFC 7959) and decode the whole body with its last block."""
         block = decoded["block"]
         num, more, size = block["num"], block["m"], block["size"]
+        if size is None:
+            # SZX 7 is reserved (RFC 7959 §2.2): no block size, nothing to join.
+            findings.append(
+                self._finding(
+                    Severity.WARNING,
+                    "coap.block.reserved_size",
+                    f"block-wise {kind} block {num} uses the reserved block size SZX 7: "
+                    "not reassembled",
+                    ts,
+                    direction,
+                    {"kind": kind, "num": num},
+                )
+            )
+            decoded["reassembly"] = "reserved block size (SZX 7): not joined"
+            return decoded
         # Per describe flags too: answers to two describe requests may interleave.
         key = (direction, kind, decoded.get("flags"))
         body = self._bodies.get(key)

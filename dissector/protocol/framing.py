@@ -62,7 +62,7 @@ class FrameStream:
     believes so); otherwise the stream starts in resynchronisation mode.
     """
 
-    __slots__ = ("_blobs", "_buf", "_discard", "_marks", "_now", "_offset", "synced")
+    __slots__ = ("_blobs", "_buf", "_discard", "_marks", "_now", "_offset", "_scan", "synced")
 
     def __init__(self, blobs: list[tuple[str, int]], *, synced: bool = True) -> None:
         self._blobs = list(blobs)
@@ -71,6 +71,9 @@ class FrameStream:
         self._discard = 0  # bytes still to drop (rest of a unit damaged by a gap)
         self._marks: list[tuple[int, float]] = []  # (stream end offset, ts) per feed
         self._now = 0.0
+        # Stream offset before which every resync start is known not to chain (the stream
+        # never changes behind us): a resync resumes there instead of rescanning the buffer.
+        self._scan = 0
         self.synced = synced
 
     @property
@@ -360,7 +363,8 @@ class FrameStream:
         """Find a frame boundary in the buffer; True when synced again."""
         buf = self._buf
         n = len(buf)
-        for start in range(n - 1):
+        first = max(0, self._scan - self._offset)
+        for start in range(first, n - 1):
             chain = 0
             pos = start
             while chain < RESYNC_CHAIN and pos + 2 <= n:
@@ -385,9 +389,13 @@ class FrameStream:
                     del buf[:start]
                     self._offset += start
                 self.synced = True
+                self._scan = self._offset
                 return True
             if pos + 2 > n and not final:
+                self._scan = self._offset + start
                 break  # this start might still chain once more bytes arrive: wait
+        else:
+            self._scan = self._offset + max(first, n - 1)
         if (n > RESYNC_WINDOW or final) and n:
             notes.append(
                 StreamNote(
