@@ -176,6 +176,7 @@ def test_spark_protocol_empty_ack_with_token_is_kept_with_a_violation() -> None:
         ("40200001", "reserved code class 1"),
         ("40e00001", "reserved code class 7"),
         ("40010001" + "e0ffff", "option number 65804 above 65535"),
+        ("40010001" + "0161", "option number 0 is reserved"),
     ],
 )
 def test_other_rfc_deviations_are_decoded_and_described(hexdata: str, violation: str) -> None:

@@ -109,7 +109,13 @@ def decode(data: bytes | bytearray | memoryview, *, lenient: bool = False) -> Co
     mtype = (b0 >> 4) & 3
     code = data[1]
     violations: list[str] = []
-    if code == 0 or mtype == 3 or (code >> 5) not in (0, 2, 4, 5) or number > 65535:
+    if (
+        code == 0
+        or mtype == 3
+        or (code >> 5) not in (0, 2, 4, 5)
+        or number > 65535
+        or (options and options[0].number == 0)
+    ):
         _check(mtype, code, tkl, options, payload, number, violations)
     elif mtype == 2 and code < 0x20:
         violations.append(f"ACK carrying request method 0.{code:02d}")
@@ -149,6 +155,8 @@ def _check(
             out.append(f"ACK carrying request method 0.{code:02d}")
     if number > 65535:
         out.append(f"option number {number} above 65535")
+    if options and options[0].number == 0:
+        out.append("option number 0 is reserved")
 
 
 def _ext(value: int) -> tuple[int, bytes]:
