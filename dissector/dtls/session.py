@@ -677,23 +677,16 @@ class DtlsConnection:
         assert self._trial_persisted is not None
         client = d is self._client_dir
         for persisted in self._trial_persisted():
-            if persisted.master is None or persisted.ciphersuite not in SUITES:
+            pair = persisted_protection(persisted)
+            if pair is None:
                 continue
-            kb = key_block(
-                persisted.master,
-                persisted.client_random,
-                persisted.server_random,
-                persisted.ciphersuite,
-            )
-            etm = persisted.encrypt_then_mac
-            pair = (RecordProtection.for_client(kb, etm), RecordProtection.for_server(kb, etm))
             try:
                 (pair[0] if client else pair[1]).decrypt_typed(rec)
             except (RecordDecryptError, ValueError):
                 continue
             p.client_random, p.server_random = persisted.client_random, persisted.server_random
             p.suite, p.master, p.prot = persisted.ciphersuite, persisted.master, pair
-            p.encrypt_then_mac, p.device_cid = etm, persisted.cid
+            p.encrypt_then_mac, p.device_cid = persisted.encrypt_then_mac, persisted.cid
             p.session_id, p.source = persisted.session_id, "persisted session"
             self._remember(p)
             events.append(
@@ -970,6 +963,20 @@ class DtlsConnection:
                 self.device_public_key = msg.raw_public_key
             elif msg.certificates:
                 self.device_public_key = _certificate_public_key(msg.certificates[0])
+
+
+def persisted_protection(
+    persisted: PersistedSession,
+) -> tuple[RecordProtection, RecordProtection] | None:
+    """The (client, server) record protection a persisted session's keys give; None when it
+    has no master secret or its cipher suite is not supported."""
+    if persisted.master is None or persisted.ciphersuite not in SUITES:
+        return None
+    kb = key_block(
+        persisted.master, persisted.client_random, persisted.server_random, persisted.ciphersuite
+    )
+    etm = persisted.encrypt_then_mac
+    return RecordProtection.for_client(kb, etm), RecordProtection.for_server(kb, etm)
 
 
 def _certificate_public_key(der: bytes) -> bytes | None:

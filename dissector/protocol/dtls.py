@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from dissector.coap import CoapError
 from dissector.coap import decode as coap_decode
-from dissector.dtls.crypto import RecordDecryptError, RecordProtection, key_block
+from dissector.dtls.crypto import RecordDecryptError
 from dissector.dtls.handshake import Certificate, ClientHello, ServerHello
 from dissector.dtls.keys import PersistedSession
 from dissector.dtls.records import CT_TLS12_CID, DtlsRecord
@@ -33,6 +33,7 @@ from dissector.dtls.session import (
     HandshakeMessage,
     KeepAlive,
     SessionCache,
+    persisted_protection,
 )
 from dissector.model import Direction, Finding, Severity
 from dissector.particle import ExchangeTracker
@@ -557,21 +558,11 @@ class DtlsSession:
 
 def trial_decrypt(session: PersistedSession, direction: Direction, record: DtlsRecord) -> bool:
     """Whether the keys of ``session`` open ``record`` sent in ``direction``."""
-    if session.master is None:
+    pair = persisted_protection(session)
+    if pair is None:
         return False
     try:
-        kb = key_block(
-            session.master, session.client_random, session.server_random, session.ciphersuite
-        )
-    except KeyError:
-        return False
-    protection = (
-        RecordProtection.for_client(kb, session.encrypt_then_mac)
-        if direction is D2C
-        else RecordProtection.for_server(kb, session.encrypt_then_mac)
-    )
-    try:
-        protection.decrypt(record, record.cid)
+        (pair[0] if direction is D2C else pair[1]).decrypt(record, record.cid)
     except (RecordDecryptError, ValueError):
         return False
     return True

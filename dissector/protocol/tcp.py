@@ -43,6 +43,7 @@ from dissector.crypto import (
     parse_credentials,
     parse_identity_plaintext,
     rsa_decrypt_pkcs1v15,
+    trial_decrypt_score,
     verify_server_signature,
 )
 from dissector.model import Direction, Finding, Severity
@@ -1031,16 +1032,10 @@ class TcpConnection:
         tried = self._trial_first
         assert tried is not None
         tried.add(direction)
-        ct = unit.payload
-        if not unit.lost and len(ct) >= 16 and len(ct) % 16 == 0:
+        if not unit.lost:
             for nonce, raw in self.keyring.tcp_sessions():
                 creds = parse_credentials(raw)
-                plaintext = CbcDirection(creds.key, creds.iv).decrypt_plaintext(ct)
-                if plaintext is None:
-                    continue
-                try:
-                    coap_decode(plaintext, lenient=True)
-                except CoapError:
+                if not trial_decrypt_score(creds.key, unit.payload, creds.iv):
                     continue
                 self._trial_first = None
                 self._install(creds, "key log (trial decryption)")
